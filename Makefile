@@ -1,0 +1,142 @@
+# hl7broker: a plain Makefile. `make` builds, `make test` runs every test,
+# `make run` starts the broker on conf/hl7broker.conf. Every target that
+# compiles first makes sure the Debian packages it needs are installed.
+
+CC        ?= cc
+SANITIZER ?=
+prefix    ?= /usr/local
+DESTDIR   ?=
+CONFIG    ?= conf/hl7broker.conf
+FUZZ_SECONDS ?= 30
+
+comma := ,
+# One build tree per sanitizer set, so switching never needs a clean.
+ifeq ($(SANITIZER),)
+BUILD := build/default
+SANFLAGS :=
+else
+BUILD := build/san-$(subst $(comma),-,$(SANITIZER))
+SANFLAGS := -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
+
+PKGS      := libevent libevent_openssl openssl libconfig
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -llmdb -lzmq -lpthread
+
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -MMD -MP \
+            -Iinclude $(SANFLAGS) $(PKG_CFLAGS)
+LDFLAGS  += $(SANFLAGS)
+
+# The Debian packages the build, the tests and the benchmarks need.
+DEB_PACKAGES := gcc make pkg-config libzmq3-dev libevent-dev libssl-dev \
+                liblmdb-dev lmdb-utils libconfig-dev libcmocka-dev \
+                python3 python3-hl7
+FUZZ_PACKAGES := clang
+
+LIB_SRC  := $(filter-out broker/hl7brokerd.c broker/hl7ctl.c, \
+              $(wildcard broker/*.c routes/*.c adapters/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB      := $(BUILD)/libhl7broker.a
+
+BROKERD  := $(BUILD)/hl7brokerd
+HL7CTL   := $(BUILD)/hl7ctl
+
+UNIT_SRC := $(wildcard test/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:test/unit/%.c=$(BUILD)/test/%)
+
+FUZZ_SRC := $(wildcard test/fuzz/fuzz_*.c)
+FUZZ_NAMES := $(FUZZ_SRC:test/fuzz/%.c=%)
+REPLAY_BIN := $(FUZZ_NAMES:%=$(BUILD)/test/replay_%)
+
+BENCH_BIN := $(BUILD)/test/bench_hl7
+
+.PHONY: all deps deps-fuzz test run bench fuzz install clean check-config
+all: $(BROKERD) $(HL7CTL)
+
+deps:
+	@sh test/deps.sh $(DEB_PACKAGES)
+
+deps-fuzz:
+	@sh test/deps.sh $(FUZZ_PACKAGES)
+
+# Compilation waits for deps but is not redone because of it.
+$(BUILD)/%.o: %.c | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BROKERD): $(BUILD)/broker/hl7brokerd.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(HL7CTL): $(BUILD)/broker/hl7ctl.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/test/test_%: $(BUILD)/test/unit/test_%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka
+
+# Fuzz targets replayed over their corpus without libFuzzer.
+$(BUILD)/test/replay_%: $(BUILD)/test/fuzz/%.o $(BUILD)/test/fuzz/replay.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BENCH_BIN): $(BUILD)/test/bench/bench_hl7.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+test: all $(UNIT_BIN) $(REPLAY_BIN)
+	@BUILD=$(BUILD) sh test/run-tests.sh
+
+run: all
+	$(BROKERD) -c $(CONFIG)
+
+check-config: all
+	$(BROKERD) -c $(CONFIG) --check
+
+# CFLAGS goes through the environment: given on the command line it would
+# also replace the project's own flags (-Iinclude, -std=c11, ...).
+bench: deps
+	@CFLAGS="-O3 -g -march=native" $(MAKE) --no-print-directory SANITIZER= \
+	    BUILD=build/bench build/bench/test/bench_hl7
+	@sh test/bench/run.sh build/bench/test/bench_hl7
+
+# libFuzzer builds with clang, in a tree of their own. New inputs collect
+# in $(FUZZ_BUILD)/new and only those that add coverage are merged into the
+# committed corpus; a crash leaves its input as $(FUZZ_BUILD)/<target>-crash-*.
+FUZZ_BUILD := build/fuzz
+FUZZ_LIB_SRC := $(LIB_SRC)
+fuzz: deps deps-fuzz
+	@mkdir -p $(FUZZ_BUILD)
+	@set -e; for t in $(FUZZ_NAMES); do \
+	  echo "fuzz: building $$t"; \
+	  clang -std=c11 -D_GNU_SOURCE -O1 -g -Iinclude $(PKG_CFLAGS) \
+	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	    -o $(FUZZ_BUILD)/$$t \
+	    test/fuzz/$$t.c $(FUZZ_LIB_SRC) $(PKG_LIBS); \
+	done
+	@set -e; for t in $(FUZZ_NAMES); do \
+	  mkdir -p test/fuzz/corpus/$$t $(FUZZ_BUILD)/new/$$t; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
+	  $(FUZZ_BUILD)/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	    -dict=test/fuzz/hl7.dict -artifact_prefix=$(FUZZ_BUILD)/$$t- \
+	    $(FUZZ_BUILD)/new/$$t test/fuzz/corpus/$$t; \
+	  echo "fuzz: $$t: merging what adds coverage into test/fuzz/corpus/$$t"; \
+	  $(FUZZ_BUILD)/$$t -merge=1 -max_len=65536 test/fuzz/corpus/$$t \
+	    $(FUZZ_BUILD)/new/$$t >$(FUZZ_BUILD)/$$t-merge.log 2>&1 \
+	    || { tail -n 30 $(FUZZ_BUILD)/$$t-merge.log; exit 1; }; \
+	  tail -n 1 $(FUZZ_BUILD)/$$t-merge.log; \
+	done
+
+install: all
+	install -d $(DESTDIR)$(prefix)/bin $(DESTDIR)$(prefix)/share/hl7broker
+	install -m 0755 $(BROKERD) $(HL7CTL) $(DESTDIR)$(prefix)/bin/
+	install -m 0644 conf/hl7broker.conf $(DESTDIR)$(prefix)/share/hl7broker/
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

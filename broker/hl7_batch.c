@@ -139,9 +139,16 @@ int hl7_batch_split(const char *buf, size_t len, struct hl7_batch *out,
                 result = HL7_E_BATCH_COUNT;
             }
         } else if (!cur) {
-            hl7_set_error(err, HL7_E_NO_MSH, "", 0, 0, pos,
-                          "a segment at byte %zu is outside any message: messages "
-                          "start with MSH", pos);
+            bool named = n >= 3 && hl7_valid_seg_name(p, 3, 0);
+            char name[4] = { 0 };
+            if (named)
+                memcpy(name, p, 3);
+            hl7_set_error(err, HL7_E_NO_MSH, name, named, 0, pos,
+                          named ? "segment %.3s at byte %zu is outside any message: "
+                                  "a message starts with MSH"
+                                : "%.0sbytes at %zu are not an HL7 segment: a message "
+                                  "starts with MSH",
+                          p, pos);
             rc = HL7_E_NO_MSH;
             goto fail;
         }

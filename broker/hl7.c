@@ -304,16 +304,31 @@ static size_t header_skip_end(const char *p, size_t avail, char fs)
 
 /* ------------------------------------------------------------------- parse */
 
+int hl7_grow_segs(struct hl7_msg *m)
+{
+    if (m->nsegs < m->capsegs)
+        return 0;
+    size_t cap = m->capsegs ? m->capsegs * 2 : 16;
+    struct hl7_seg *n;
+    if (m->segs_inline) {
+        n = malloc(cap * sizeof *n);
+        if (n)
+            memcpy(n, m->segs, m->nsegs * sizeof *n);
+    } else {
+        n = realloc(m->segs, cap * sizeof *n);
+    }
+    if (!n)
+        return HL7_E_NOMEM;
+    m->segs = n;
+    m->capsegs = cap;
+    m->segs_inline = false;
+    return 0;
+}
+
 static int add_seg(struct hl7_msg *m, const struct hl7_seg *s)
 {
-    if (m->nsegs == m->capsegs) {
-        size_t cap = m->capsegs ? m->capsegs * 2 : 16;
-        struct hl7_seg *n = realloc(m->segs, cap * sizeof *n);
-        if (!n)
-            return HL7_E_NOMEM;
-        m->segs = n;
-        m->capsegs = cap;
-    }
+    if (m->nsegs == m->capsegs && hl7_grow_segs(m))
+        return HL7_E_NOMEM;
     m->segs[m->nsegs++] = *s;
     return 0;
 }
@@ -328,8 +343,10 @@ void hl7_free(struct hl7_msg *m)
             free(m->segs[i].tape);
         }
     }
-    free(m->segs);
-    free(m->tape);
+    if (!m->segs_inline)
+        free(m->segs);
+    if (!m->tape_inline)
+        free(m->tape);
     free(m);
 }
 
@@ -338,7 +355,46 @@ const struct hl7_delims *hl7_msg_delims(const struct hl7_msg *m)
     return &m->d;
 }
 
+/* Up to this size the tape is allocated with the message, at its worst-case
+ * size; beyond, it starts smaller and grows. */
+#define INLINE_TAPE_MAX (256u << 10)
+
 static int check_header(struct hl7_msg *m, struct hl7_error *err);
+
+/* Record the segment first[start..end) whose tape entries are
+ * P[tape_first..*w). A header segment (MSH, FHS, BHS) loses the entries
+ * of its MSH-2, whose characters are data, not delimiters. */
+static int close_seg(struct hl7_msg *m, const char *first, uint32_t start, uint32_t end,
+                     uint32_t tape_first, uint32_t *w, struct hl7_error *err)
+{
+    const char *sp = first + start;
+    uint32_t slen = end - start;
+    const char fs = m->d.field;
+    if (!hl7_valid_seg_name(sp, slen, fs)) {
+        hl7_set_error(err, HL7_E_SEGMENT_NAME, "", 0, 0, m->lead + start,
+                      "segment %zu does not start with a three-character "
+                      "segment id followed by '%c'", m->nsegs + 1, fs);
+        return HL7_E_SEGMENT_NAME;
+    }
+    if (hl7_is_header_seg(sp, slen, fs)) {
+        uint32_t skip = (uint32_t)header_skip_end(sp, slen, fs);
+        uint32_t *t = m->tape + tape_first;     /* t[0] is MSH-1 at offset 3 */
+        uint32_t n = *w - tape_first, k = 1;
+        while (k < n && t[k] < skip)
+            k++;
+        if (k > 1) {
+            memmove(t + 1, t + k, (n - k) * sizeof *t);
+            *w -= k - 1;
+        }
+    }
+    struct hl7_seg s = { 0 };
+    memcpy(s.name, sp, 3);
+    s.p = sp;
+    s.len = slen;
+    s.ntape = *w - tape_first;
+    s.tail_len = tape_first;    /* parked: fixed up once the tape stops moving */
+    return add_seg(m, &s);
+}
 
 int hl7_parse(const char *buf, size_t len, const struct hl7_parse_opts *opts,
               struct hl7_msg **out, struct hl7_error *err)
@@ -375,9 +431,25 @@ int hl7_parse(const char *buf, size_t len, const struct hl7_parse_opts *opts,
     while (line < avail && first[line] != '\r' && first[line] != '\n')
         line++;
 
-    struct hl7_msg *m = calloc(1, sizeof *m);
+    /* One allocation holds the message, a first segment table and, for
+       all but large input, a tape big enough for any density of
+       delimiters (scan_structurals may write 64 entries past the count). */
+    size_t cap = avail <= INLINE_TAPE_MAX ? avail + 64 : avail / 3 + 128;
+    size_t segcap = avail / 48 + 8;
+    bool inline_tape = avail <= INLINE_TAPE_MAX;
+    size_t size = sizeof(struct hl7_msg) + segcap * sizeof(struct hl7_seg)
+                  + (inline_tape ? cap * sizeof(uint32_t) : 0);
+    struct hl7_msg *m = malloc(size);
     if (!m)
         return HL7_E_NOMEM;
+    memset(m, 0, sizeof *m);
+    m->segs = (struct hl7_seg *)(void *)(m + 1);
+    m->capsegs = segcap;
+    m->segs_inline = true;
+    if (inline_tape) {
+        m->tape = (uint32_t *)(void *)(m->segs + segcap);
+        m->tape_inline = true;
+    }
     m->buf = buf;
     m->len = len;
     m->lead = lead;
@@ -392,11 +464,9 @@ int hl7_parse(const char *buf, size_t len, const struct hl7_parse_opts *opts,
         m->term[0] = '\r';
     }
 
-    /* Room for every byte being structural would be 4x the input; start
-       from a typical density and grow only for dense input. */
-    size_t cap = avail / 3 + 128;
-    m->tape = malloc(cap * sizeof *m->tape);
-    if (!m->tape) {
+    /* Large input: room for every byte being a delimiter would be 4x the
+       input, so start from a typical density and grow for dense input. */
+    if (!m->tape && !(m->tape = malloc(cap * sizeof *m->tape))) {
         rc = HL7_E_NOMEM;
         goto fail;
     }
@@ -413,7 +483,7 @@ int hl7_parse(const char *buf, size_t len, const struct hl7_parse_opts *opts,
             size_t n = avail - off < chunk ? avail - off : chunk;
             if (cap - npos < n + 64) {
                 size_t ncap = cap * 2 > npos + n + 64 ? cap * 2 : npos + n + 64;
-                uint32_t *t = realloc(m->tape, ncap * sizeof *t);
+                uint32_t *t = realloc(m->tape, ncap * sizeof *t);  /* never inline here */
                 if (!t) {
                     rc = HL7_E_NOMEM;
                     goto fail;
@@ -430,52 +500,26 @@ int hl7_parse(const char *buf, size_t len, const struct hl7_parse_opts *opts,
 
     /* Stage 2: one pass over the positions. Delimiters become the current
        segment's tape entries, in place (w never passes r), as offsets from
-       the segment start; line ends close segments. */
+       the segment start; line ends close segments. Every delimiter is
+       above 0x20 (read_delims), so one compare tells a line end. */
     uint32_t *P = m->tape;
     uint32_t seg_start = 0, tape_first = 0, w = 0;
-    /* positions [skip_lo, skip_hi) are MSH-2's encoding characters */
-    uint32_t skip_lo = 4, skip_hi = (uint32_t)header_skip_end(first, avail, m->d.field);
-    struct hl7_seg s = { 0 };
-    const char fs = m->d.field;
-    for (size_t r = 0; r <= npos; r++) {
-        uint32_t pos = r < npos ? P[r] : (uint32_t)avail;
-        char c = r < npos ? first[pos] : '\n';
-        if (c != '\r' && c != '\n') {
-            if (pos < skip_lo || pos >= skip_hi)
-                P[w++] = pos - seg_start;
+    for (size_t r = 0; r < npos; r++) {
+        uint32_t pos = P[r];
+        P[w] = pos - seg_start;
+        if (__builtin_expect((unsigned char)first[pos] > '\r', 1)) {
+            w++;
             continue;
         }
-        if (pos > seg_start) {
-            const char *sp = first + seg_start;
-            uint32_t slen = pos - seg_start;
-            if (!hl7_valid_seg_name(sp, slen, fs)) {
-                hl7_set_error(err, HL7_E_SEGMENT_NAME, "", 0, 0, lead + seg_start,
-                              "segment %zu does not start with a three-character "
-                              "segment id followed by '%c'", m->nsegs + 1, fs);
-                rc = HL7_E_SEGMENT_NAME;
-                goto fail;
-            }
-            memcpy(s.name, sp, 3);
-            s.name[3] = '\0';
-            s.p = sp;
-            s.len = slen;
-            s.tape = NULL;           /* fixed up once the tape stops moving */
-            s.ntape = w - tape_first;
-            s.tail = NULL;
-            s.tail_len = tape_first; /* parked: index of the first entry */
-            if ((rc = add_seg(m, &s)))
-                goto fail;
-        }
+        if (pos > seg_start
+            && (rc = close_seg(m, first, seg_start, pos, tape_first, &w, err)))
+            goto fail;
         seg_start = pos + 1;
         tape_first = w;
-        skip_lo = skip_hi = 0;
-        if (seg_start + 3 < avail && hl7_is_header_seg(first + seg_start,
-                                                       avail - seg_start, fs)) {
-            skip_lo = seg_start + 4;
-            skip_hi = seg_start + (uint32_t)header_skip_end(first + seg_start,
-                                                            avail - seg_start, fs);
-        }
     }
+    if (avail > seg_start
+        && (rc = close_seg(m, first, seg_start, (uint32_t)avail, tape_first, &w, err)))
+        goto fail;
     for (size_t i = 0; i < m->nsegs; i++) {
         struct hl7_seg *g = &m->segs[i];
         g->tape = m->tape + g->tail_len;

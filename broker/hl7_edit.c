@@ -8,19 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int grow_segs(struct hl7_msg *m)
-{
-    if (m->nsegs < m->capsegs)
-        return 0;
-    size_t cap = m->capsegs ? m->capsegs * 2 : 16;
-    struct hl7_seg *n = realloc(m->segs, cap * sizeof *n);
-    if (!n)
-        return HL7_E_NOMEM;
-    m->segs = n;
-    m->capsegs = cap;
-    return 0;
-}
-
 /* Replace segment i's bytes with a copy of p[0..len), re-indexed. */
 static int replace_seg(struct hl7_msg *m, size_t i, const char *p, size_t len)
 {
@@ -51,7 +38,7 @@ static int replace_seg(struct hl7_msg *m, size_t i, const char *p, size_t len)
 
 static int insert_seg(struct hl7_msg *m, size_t i, const char *p, size_t len)
 {
-    if (grow_segs(m))
+    if (hl7_grow_segs(m))
         return HL7_E_NOMEM;
     memmove(&m->segs[i + 1], &m->segs[i], (m->nsegs - i) * sizeof *m->segs);
     m->nsegs++;

@@ -33,7 +33,11 @@ struct hl7_msg {
     uint32_t         *tape;     /* the tape of the original segments */
     char              term[3];  /* terminator of the first segment */
     bool              edited;
+    bool              segs_inline, tape_inline;  /* in the message's own block */
 };
+
+/* Make room for one more segment. Returns 0 or HL7_E_NOMEM. */
+int hl7_grow_segs(struct hl7_msg *m);
 
 /* A child element being iterated: the bytes [pos, end) of the container
  * and the tape entries [i, te) within it, split by sep. */

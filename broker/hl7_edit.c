@@ -221,10 +221,24 @@ int hl7_set(struct hl7_msg *m, const struct hl7_path *path, const char *val,
 int hl7_set_raw(struct hl7_msg *m, const struct hl7_path *path, const char *val,
                 size_t len, struct hl7_error *err)
 {
+    /* The value may hold structure below the path's level, never at or
+       above it: a field holds repetitions, a repetition components... */
+    const struct hl7_delims *d = &m->d;
+    char banned[5] = { '\r', '\n', d->field, 0, 0 };
+    if (path->rep || path->comp)
+        banned[3] = d->repetition;
+    if (path->comp)
+        banned[4] = d->component;
+    bool sub = path->sub != 0;
     for (size_t i = 0; i < len; i++) {
-        if (val[i] == '\r' || val[i] == '\n') {
+        char c = val[i];
+        if (memchr(banned, c, path->comp ? 5 : (path->rep ? 4 : 3))
+            || (sub && c == d->subcomponent)) {
             hl7_set_error(err, HL7_E_BAD_VALUE, path->seg, path->seg_seq, path->field, i,
-                          "a raw value may not hold a line end (byte %zu)", i);
+                          c == '\r' || c == '\n'
+                              ? "a raw value may not hold a line end (byte %zu)"
+                              : "a raw value may not hold a delimiter of its own "
+                                "level or above (byte %zu)", i);
             return HL7_E_BAD_VALUE;
         }
     }

@@ -201,7 +201,9 @@ int hl7_set(struct hl7_msg *msg, const struct hl7_path *path,
 
 /* As hl7_set, but val is raw ER7 in this message's delimiters and may
  * carry structure below the path's level (a whole field with
- * repetitions, say). A CR or LF in val is HL7_E_BAD_VALUE. */
+ * repetitions, say). A CR or LF in val, or a delimiter at or above the
+ * path's level (a field separator anywhere, a repetition separator in a
+ * repetition...), is HL7_E_BAD_VALUE. */
 int hl7_set_raw(struct hl7_msg *msg, const struct hl7_path *path,
                 const char *val, size_t len, struct hl7_error *err);
 

@@ -273,11 +273,14 @@ static int read_delims(const char *p, size_t len, size_t base_off,
     return 0;
 }
 
+bool hl7_is_header_name(const char *p)
+{
+    return memcmp(p, "MSH", 3) == 0 || memcmp(p, "FHS", 3) == 0 || memcmp(p, "BHS", 3) == 0;
+}
+
 bool hl7_is_header_seg(const char *p, size_t len, char fs)
 {
-    if (len < 4 || p[3] != fs)
-        return false;
-    return memcmp(p, "MSH", 3) == 0 || memcmp(p, "FHS", 3) == 0 || memcmp(p, "BHS", 3) == 0;
+    return len >= 4 && p[3] == fs && hl7_is_header_name(p);
 }
 
 static bool seg_name_char(char c)
@@ -909,7 +912,7 @@ int hl7_walk(const struct hl7_msg *m, hl7_walk_fn fn, void *ctx)
         memcpy(w.path.seg, s->name, 4);
         w.path.seg_seq = ++seen[name_code(s->name)];
         struct hl7_elem whole = { 0, s->len, 0, s->ntape };
-        if ((rc = visit(&w, HL7_NODE_SEGMENT, &whole, false)))
+        if ((rc = visit(&w, HL7_NODE_SEGMENT, &whole, s->len <= 3)))
             goto out;
         bool header = hl7_is_header_seg(s->p, s->len, m->d.field);
         struct hl7_iter fi;
@@ -950,12 +953,18 @@ static bool read_num(const char *t, size_t len, size_t *i, unsigned *out)
     unsigned long v = 0;
     while (*i < len && t[*i] >= '0' && t[*i] <= '9') {
         v = v * 10 + (unsigned long)(t[*i] - '0');
-        if (v > 1000000)
+        if (v > 1000000) {
+            *i = start;         /* point at the number */
             return false;
+        }
         (*i)++;
     }
-    if (*i == start || v == 0)
+    if (*i == start)
         return false;
+    if (v == 0) {
+        *i = start;             /* indices count from 1: point at the 0 */
+        return false;
+    }
     *out = (unsigned)v;
     return true;
 }

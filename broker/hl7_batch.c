@@ -65,7 +65,7 @@ int hl7_batch_split(const char *buf, size_t len, struct hl7_batch *out,
     memset(out, 0, sizeof *out);
     size_t cap = 0, pos = 0, batch_msgs = 0;
     const char *cur = NULL;     /* start of the open message */
-    bool in_batch = false, seen = false;
+    bool in_batch = false, seen = false, ended = false;
     int result = 0, rc = 0;
 
 #define CLOSE(at)                                                     \
@@ -76,6 +76,13 @@ int hl7_batch_split(const char *buf, size_t len, struct hl7_batch *out,
             batch_msgs += in_batch;                                   \
             cur = NULL;                                               \
         }                                                             \
+    } while (0)
+#define STRUCTURE(name, ...)                                          \
+    do {                                                              \
+        hl7_set_error(err, HL7_E_BATCH_STRUCTURE, name, 1, 0, pos,    \
+                      __VA_ARGS__);                                   \
+        rc = HL7_E_BATCH_STRUCTURE;                                   \
+        goto fail;                                                    \
     } while (0)
 
     while (pos < len) {
@@ -91,27 +98,22 @@ int hl7_batch_split(const char *buf, size_t len, struct hl7_batch *out,
             pos = next;
             continue;
         }
+        if (ended)
+            STRUCTURE("FTS", "nothing may follow FTS (file trailer); found more at byte %zu",
+                      pos);
         if (is_seg(p, n, "MSH")) {
             CLOSE(p);
             cur = p;
         } else if (is_seg(p, n, "FHS")) {
-            if (seen) {
-                hl7_set_error(err, HL7_E_BATCH_STRUCTURE, "FHS", 1, 0, pos,
-                              "FHS (file header) must come first; found at byte %zu", pos);
-                rc = HL7_E_BATCH_STRUCTURE;
-                goto fail;
-            }
+            if (seen)
+                STRUCTURE("FHS", "FHS (file header) must come first; found at byte %zu", pos);
             out->fhs.p = p;
             out->fhs.len = n;
         } else if (is_seg(p, n, "BHS")) {
             CLOSE(p);
-            if (in_batch) {
-                hl7_set_error(err, HL7_E_BATCH_STRUCTURE, "BHS", (unsigned)out->batches + 1,
-                              0, pos, "BHS at byte %zu opens a batch before the "
-                              "previous one was closed by BTS", pos);
-                rc = HL7_E_BATCH_STRUCTURE;
-                goto fail;
-            }
+            if (in_batch)
+                STRUCTURE("BHS", "BHS at byte %zu opens a batch before the previous one "
+                          "was closed by BTS", pos);
             if (!out->batches) {
                 out->bhs.p = p;
                 out->bhs.len = n;
@@ -121,6 +123,9 @@ int hl7_batch_split(const char *buf, size_t len, struct hl7_batch *out,
             batch_msgs = 0;
         } else if (is_seg(p, n, "BTS")) {
             CLOSE(p);
+            if (!in_batch)
+                STRUCTURE("BTS", "BTS (batch trailer) at byte %zu closes no batch: "
+                          "BHS is missing", pos);
             long want = trailer_count(p, n);
             if (want != -1 && (want < 0 || (size_t)want != batch_msgs) && !result) {
                 hl7_set_error(err, HL7_E_BATCH_COUNT, "BTS", (unsigned)out->batches, 1,
@@ -131,6 +136,11 @@ int hl7_batch_split(const char *buf, size_t len, struct hl7_batch *out,
             in_batch = false;
         } else if (is_seg(p, n, "FTS")) {
             CLOSE(p);
+            if (!out->fhs.len)
+                STRUCTURE("FTS", "FTS (file trailer) at byte %zu without FHS", pos);
+            if (in_batch)
+                STRUCTURE("FTS", "FTS at byte %zu while a batch is open: BTS is missing",
+                          pos);
             long want = trailer_count(p, n);
             if (want != -1 && (want < 0 || (size_t)want != out->batches) && !result) {
                 hl7_set_error(err, HL7_E_BATCH_COUNT, "FTS", 1, 1, pos + 4,
@@ -138,17 +148,19 @@ int hl7_batch_split(const char *buf, size_t len, struct hl7_batch *out,
                               (int)(n - 4 > 20 ? 20 : n - 4), p + 4, out->batches);
                 result = HL7_E_BATCH_COUNT;
             }
+            ended = true;
         } else if (!cur) {
-            bool named = n >= 3 && hl7_valid_seg_name(p, 3, 0);
             char name[4] = { 0 };
-            if (named)
+            if (n >= 3 && hl7_valid_seg_name(p, 3, 0)) {
                 memcpy(name, p, 3);
-            hl7_set_error(err, HL7_E_NO_MSH, name, named, 0, pos,
-                          named ? "segment %.3s at byte %zu is outside any message: "
-                                  "a message starts with MSH"
-                                : "%.0sbytes at %zu are not an HL7 segment: a message "
-                                  "starts with MSH",
-                          p, pos);
+                hl7_set_error(err, HL7_E_NO_MSH, name, 1, 0, pos,
+                              "segment %s at byte %zu is outside any message: "
+                              "a message starts with MSH", name, pos);
+            } else {
+                hl7_set_error(err, HL7_E_NO_MSH, "", 0, 0, pos,
+                              "bytes at %zu are not an HL7 segment: a message "
+                              "starts with MSH", pos);
+            }
             rc = HL7_E_NO_MSH;
             goto fail;
         }
@@ -157,7 +169,8 @@ int hl7_batch_split(const char *buf, size_t len, struct hl7_batch *out,
     }
     CLOSE(buf + len);
 #undef CLOSE
-    if (out->count == 0 && !result) {
+#undef STRUCTURE
+    if (out->count == 0 && !seen) {
         hl7_set_error(err, HL7_E_EMPTY, "", 0, 0, 0, "no messages in input");
         return HL7_E_EMPTY;
     }

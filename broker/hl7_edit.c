@@ -59,6 +59,7 @@ static int insert_seg(struct hl7_msg *m, size_t i, const char *p, size_t len)
 static int seg_for_edit(struct hl7_msg *m, const struct hl7_path *path, size_t *index)
 {
     unsigned want = path->seg_seq ? path->seg_seq : 1;
+    bool header = hl7_is_header_name(path->seg);
     for (;;) {
         unsigned have = 0;
         size_t last = m->nsegs;
@@ -71,6 +72,8 @@ static int seg_for_edit(struct hl7_msg *m, const struct hl7_path *path, size_t *
                 }
             }
         }
+        if (header)     /* a header cannot be conjured from a path */
+            return HL7_E_RANGE;
         size_t at = last < m->nsegs ? last + 1 : m->nsegs;
         int rc = insert_seg(m, at, path->seg, 3);
         if (rc)
@@ -127,7 +130,10 @@ static int edit(struct hl7_msg *m, const struct hl7_path *path, const char *val,
         int rc = seg_for_edit(m, path, &si);
         if (rc) {
             hl7_set_error(err, rc, path->seg, path->seg_seq, path->field, 0,
-                          "out of memory editing %.3s", path->seg);
+                          rc == HL7_E_RANGE ? "there is no %.3s[%u] and a header segment "
+                                              "cannot be created by an edit"
+                                            : "out of memory editing %.3s[%u]",
+                          path->seg, path->seg_seq ? path->seg_seq : 1);
             return rc;
         }
     }
@@ -258,9 +264,11 @@ int hl7_segment_insert(struct hl7_msg *m, size_t i, const char *raw, size_t len,
                       "cannot insert at segment %zu of %zu", i, m->nsegs);
         return HL7_E_RANGE;
     }
-    if (!hl7_valid_seg_name(raw, len, m->d.field)) {
+    if (!hl7_valid_seg_name(raw, len, m->d.field)
+        || hl7_is_header_name(raw)) {
         hl7_set_error(err, HL7_E_SEGMENT_NAME, "", 0, 0, 0,
-                      "a new segment starts with a three-character id and '%c'",
+                      "a new segment starts with a three-character id (not MSH, FHS "
+                      "or BHS) and '%c'",
                       m->d.field);
         return HL7_E_SEGMENT_NAME;
     }

@@ -172,7 +172,7 @@ int hl7_escape(const struct hl7_delims *d, const char *val, size_t len, struct b
         if (code) {
             char seq[3] = { d->escape, code, d->escape };
             rc = buf_append(b, seq, 3);
-        } else if ((c < 0x20 && c != '\t') || c == 0x7f) {
+        } else if (c < 0x20 || c == 0x7f) {
             char seq[5] = { d->escape, 'X', hex[c >> 4], hex[c & 15], d->escape };
             rc = buf_append(b, seq, 5);
         } else {

@@ -59,6 +59,10 @@ void hl7_iter_init(struct hl7_iter *it, const char *p, const uint32_t *tape,
                    const struct hl7_elem *within, char sep);
 bool hl7_iter_next(struct hl7_iter *it, struct hl7_elem *out);
 
+/* Is name (3 bytes) MSH, FHS or BHS, the segments whose second field
+ * holds encoding characters? */
+bool hl7_is_header_name(const char *name);
+
 /* Is this segment one whose second field holds encoding characters? */
 bool hl7_is_header_seg(const char *p, size_t len, char fs);
 

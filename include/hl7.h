@@ -127,7 +127,8 @@ struct hl7_path {
 
 /* Compile "PID-3[2].1". Also accepts '.' between segment and field
  * ("PID.3.1") and a bare segment name ("PID"). Returns 0, or
- * HL7_E_BAD_PATH with err->offset the column (0-based) at fault. */
+ * HL7_E_BAD_PATH with err->offset the 0-based position of the character
+ * at fault (err->text names it 1-based, as people count columns). */
 int hl7_path_parse(const char *text, size_t len, struct hl7_path *path,
                    struct hl7_error *err);
 
@@ -163,9 +164,11 @@ unsigned hl7_field_count(const struct hl7_msg *msg, size_t i);
 
 /* Walk every element of the message in order. The callback sees each
  * segment, field, repetition, component and subcomponent with its path
- * (seg_seq, rep always filled in) and raw span; leaf is true when the
- * element has no children. Return non-zero from the callback to stop;
- * that value is returned. */
+ * and raw span; leaf is true when the element has no children. seg_seq is
+ * always filled in; rep is 0 inside a field that has no repetition
+ * separator (so paths print as PID-5.1, not PID-5[1].1), and REP nodes
+ * are visited only for fields that have one. Return non-zero from the
+ * callback to stop; that value is returned. */
 enum hl7_node { HL7_NODE_SEGMENT, HL7_NODE_FIELD, HL7_NODE_REP,
                 HL7_NODE_COMP, HL7_NODE_SUB };
 typedef int (*hl7_walk_fn)(void *ctx, enum hl7_node kind,
@@ -186,16 +189,18 @@ int hl7_unescape(const struct hl7_delims *d, const char *raw, size_t len,
                  struct buf *b);
 
 /* Encode a value for use as one leaf: the escape character first, then
- * every delimiter, and CR and LF (as \X0D\ and \X0A\), so the value can
- * never break the structure. Appends to b. Returns 0 or -1. */
+ * every delimiter, and every control byte (CR as \X0D\, LF as \X0A\,
+ * tab as \X09\...), so the value can never break the structure or an
+ * MLLP frame. Appends to b. Returns 0 or -1. */
 int hl7_escape(const struct hl7_delims *d, const char *val, size_t len,
                struct buf *b);
 
 /* ------------------------------------------------------------------ edits */
 
 /* Set the element at path to val, escaped. Missing segments, fields,
- * repetitions, components and subcomponents are created. A path without a
- * field is refused (HL7_E_BAD_PATH); MSH-1 and MSH-2 are HL7_E_READ_ONLY. */
+ * repetitions, components and subcomponents are created, except header
+ * segments (MSH, FHS, BHS: HL7_E_RANGE). A path without a field is
+ * refused (HL7_E_BAD_PATH); MSH-1 and MSH-2 are HL7_E_READ_ONLY. */
 int hl7_set(struct hl7_msg *msg, const struct hl7_path *path,
             const char *val, size_t len, struct hl7_error *err);
 
@@ -213,8 +218,9 @@ int hl7_clear(struct hl7_msg *msg, const struct hl7_path *path,
               struct hl7_error *err);
 
 /* Insert a segment, given as raw bytes without terminator ("ZPI|1|X"),
- * before position i (0-based; i == count appends). The name must be 3
- * letters or digits followed by the field separator or the end. */
+ * before position i (1 to count; count appends). The name must be 3
+ * letters or digits followed by the field separator or the end, and not
+ * a header segment (MSH, FHS, BHS). */
 int hl7_segment_insert(struct hl7_msg *msg, size_t i, const char *raw,
                        size_t len, struct hl7_error *err);
 
@@ -231,9 +237,11 @@ int hl7_serialise(const struct hl7_msg *msg, unsigned flags, struct buf *b);
 /* ----------------------------------------------------------------- batches */
 
 /* A file or batch split into messages: spans into the caller's buffer,
- * each including its segment terminators. Lines before the first MSH that
- * are not batch headers, and FHS/BHS/BTS/FTS segments, are not part of
- * any message. */
+ * each including its segment terminators. FHS/BHS/BTS/FTS segments are
+ * not part of any message; any other segment before the first MSH is an
+ * error (HL7_E_NO_MSH), as is a trailer without its header, or anything
+ * after FTS (HL7_E_BATCH_STRUCTURE). An empty batch is 0 messages, not an
+ * error; input with no segment at all is HL7_E_EMPTY. */
 struct hl7_batch {
     struct hl7_span *msgs;
     size_t           count;

@@ -1,0 +1,320 @@
+/*
+ * hl7brokerd.c: the broker daemon. Runs in the foreground on one libevent
+ * loop: loads and validates the config, SIGHUP reloads it (a bad file
+ * leaves the running config in place), SIGTERM and SIGINT stop it.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "log.h"
+#include "version.h"
+
+#define DEFAULT_CONFIG "conf/hl7broker.conf"
+#define PROGRAM "hl7brokerd"
+
+struct daemon {
+    const char        *config_path;
+    bool               force_syslog;
+    struct config      cfg;          /* the running config */
+    char              *data_dir;     /* the data_dir in use: changing it needs a restart */
+    struct event_base *base;
+    struct event      *ev_term;
+    struct event      *ev_int;
+    struct event      *ev_hup;
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: " PROGRAM " [-c FILE] [--check] [--syslog]\n"
+        "       " PROGRAM " --version | --help | --config-reference\n"
+        "\n"
+        "The HL7 v2 message broker. Runs in the foreground and logs to stderr,\n"
+        "one logfmt line per event.\n"
+        "\n"
+        "  -c, --config FILE     the config file (default: " DEFAULT_CONFIG ")\n"
+        "      --check           validate the config, print every error, exit:\n"
+        "                        0 when valid, 1 when not\n"
+        "      --syslog          log to syslog instead of stderr\n"
+        "      --config-reference\n"
+        "                        print every setting as a markdown table\n"
+        "  -V, --version         print the version and exit\n"
+        "  -h, --help            print this help and exit\n"
+        "\n"
+        "Signals: SIGHUP reloads the config (a bad file is refused and the\n"
+        "running config kept); SIGTERM and SIGINT stop the broker (exit 0).\n"
+        "Exit status: 0 stopped cleanly, 1 bad config or failure, 2 usage.\n");
+}
+
+/* ------------------------------------------------------------ logging */
+
+static void apply_logging(const struct config *cfg, bool force_syslog)
+{
+    int facility = log_facility_parse(cfg->broker.log.facility ? cfg->broker.log.facility : "daemon");
+    log_set_level((enum log_level)cfg->broker.log.level);
+    log_set_syslog(force_syslog || cfg->broker.log.syslog, PROGRAM,
+                   facility < 0 ? log_facility_parse("daemon") : facility);
+}
+
+static void log_config_errors(const struct config_errors *errs)
+{
+    for (size_t i = 0; i < errs->n; i++) {
+        const struct config_error *e = &errs->v[i];
+        struct log_line l;
+        if (!log_line_begin(&l, LOG_LEVEL_ERROR, "config", "config error"))
+            return;
+        log_line_add(&l, "file", "%s", e->file);
+        if (e->line)
+            log_line_add(&l, "line", "%u", e->line);
+        if (e->setting)
+            log_line_add(&l, "setting", "%s", e->setting);
+        log_line_add(&l, "error", "%s", e->text);
+        log_line_end(&l);
+    }
+}
+
+static void libevent_log(int severity, const char *msg)
+{
+    enum log_level level = severity == EVENT_LOG_DEBUG ? LOG_LEVEL_DEBUG :
+                           severity == EVENT_LOG_MSG ? LOG_LEVEL_INFO :
+                           severity == EVENT_LOG_WARN ? LOG_LEVEL_WARN : LOG_LEVEL_ERROR;
+    log_msg(level, "libevent", msg, NULL);
+}
+
+/* ------------------------------------------------------------- --check */
+
+static int check_config(const char *path)
+{
+    struct config cfg;
+    struct config_errors errs = { 0 };
+
+    int rc = config_load(path, &cfg, &errs);
+    if (rc == CONFIG_OK) {
+        printf("%s: OK (sources=%zu destinations=%zu routes=%zu tables=%zu)\n", path,
+               cfg.n_sources, cfg.n_destinations, cfg.n_routes, cfg.n_tables);
+        config_free(&cfg);
+        return 0;
+    }
+    for (size_t i = 0; i < errs.n; i++)
+        fprintf(stderr, "%s\n", errs.v[i].msg);
+    fprintf(stderr, "%s: %zu error%s\n", path, errs.n, errs.n == 1 ? "" : "s");
+    config_errors_free(&errs);
+    return 1;
+}
+
+/* ------------------------------------------------------------ data dir */
+
+/* mkdir -p path; returns 0 or -1 with errno set. *created says whether
+ * the last component was made now. */
+static int make_dirs(const char *path, mode_t mode, bool *created)
+{
+    char *p = strdup(path);
+    int rc = 0;
+    struct stat st;
+
+    *created = false;
+    if (!p)
+        return -1;
+    for (char *s = p + 1; ; s++) {
+        if (*s != '/' && *s != '\0')
+            continue;
+        char c = *s;
+        *s = '\0';
+        if (mkdir(p, mode) == 0) {
+            *created = c == '\0';
+        } else if (errno != EEXIST) {
+            rc = -1;
+        } else if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            errno = ENOTDIR;
+            rc = -1;
+        }
+        *s = c;
+        if (rc || c == '\0')
+            break;
+    }
+    free(p);
+    return rc;
+}
+
+/* ------------------------------------------------------------- signals */
+
+static void on_stop(evutil_socket_t sig, short what, void *arg)
+{
+    struct daemon *d = arg;
+    (void)what;
+    log_info("daemon", "stopping", "signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    event_base_loopbreak(d->base);
+}
+
+/* Settings read once at start: a reload cannot change them. */
+static void warn_restart_needed(const struct daemon *d, const struct config *next)
+{
+    const struct config_broker *a = &d->cfg.broker, *b = &next->broker;
+
+    if (strcmp(d->data_dir, b->data_dir) != 0)
+        log_warn("config", "change needs a restart", "setting=broker.data_dir running=%s file=%s",
+                 d->data_dir, b->data_dir);
+    if (a->max_map_bytes != b->max_map_bytes)
+        log_warn("config", "change needs a restart",
+                 "setting=broker.max_map_bytes running=%lld file=%lld",
+                 (long long)a->max_map_bytes, (long long)b->max_map_bytes);
+}
+
+static void on_reload(evutil_socket_t sig, short what, void *arg)
+{
+    struct daemon *d = arg;
+    struct config next;
+    struct config_errors errs = { 0 };
+    (void)sig;
+    (void)what;
+
+    log_info("config", "reloading", "file=%s signal=SIGHUP", d->config_path);
+    int rc = config_load(d->config_path, &next, &errs);
+    if (rc != CONFIG_OK) {
+        log_config_errors(&errs);
+        log_error("config", "reload refused; the running config stays",
+                  "file=%s errors=%zu reason=%s", d->config_path, errs.n, config_strerror(rc));
+        config_errors_free(&errs);
+        return;
+    }
+    warn_restart_needed(d, &next);
+    config_free(&d->cfg);
+    d->cfg = next;
+    apply_logging(&d->cfg, d->force_syslog);
+    config_log_summary(&d->cfg, "config reloaded");
+}
+
+/* ---------------------------------------------------------------- main */
+
+static int run(struct daemon *d)
+{
+    struct config_errors errs = { 0 };
+    bool created = false;
+    int rc = 1;
+
+    int lrc = config_load(d->config_path, &d->cfg, &errs);
+    if (lrc != CONFIG_OK) {
+        log_set_syslog(d->force_syslog, PROGRAM, log_facility_parse("daemon"));
+        log_config_errors(&errs);
+        log_error("daemon", "cannot start: the config is not valid",
+                  "file=%s errors=%zu reason=%s", d->config_path, errs.n, config_strerror(lrc));
+        config_errors_free(&errs);
+        return 1;
+    }
+    apply_logging(&d->cfg, d->force_syslog);
+    log_info("daemon", "starting", "version=%s pid=%ld config=%s",
+             HL7BROKER_VERSION, (long)getpid(), d->config_path);
+    config_log_summary(&d->cfg, "config loaded");
+
+    if (!(d->data_dir = strdup(d->cfg.broker.data_dir)))
+        goto out;
+    if (make_dirs(d->data_dir, 0750, &created) != 0) {
+        log_error("daemon", "cannot create the data directory", "path=%s error=%s",
+                  d->data_dir, strerror(errno));
+        goto out;
+    }
+    if (created)
+        log_info("daemon", "created the data directory", "path=%s", d->data_dir);
+
+    event_set_log_callback(libevent_log);
+    if (!(d->base = event_base_new())) {
+        log_error("daemon", "cannot create the event loop", NULL);
+        goto out;
+    }
+    d->ev_term = evsignal_new(d->base, SIGTERM, on_stop, d);
+    d->ev_int = evsignal_new(d->base, SIGINT, on_stop, d);
+    d->ev_hup = evsignal_new(d->base, SIGHUP, on_reload, d);
+    if (!d->ev_term || !d->ev_int || !d->ev_hup || event_add(d->ev_term, NULL) ||
+        event_add(d->ev_int, NULL) || event_add(d->ev_hup, NULL)) {
+        log_error("daemon", "cannot set up signal handling", NULL);
+        goto out;
+    }
+
+    log_info("daemon", "running", "pid=%ld data_dir=%s", (long)getpid(), d->data_dir);
+    if (event_base_dispatch(d->base) < 0) {
+        log_error("daemon", "the event loop failed", NULL);
+        goto out;
+    }
+    rc = 0;
+    log_info("daemon", "stopped", "exit=0");
+out:
+    if (d->ev_term)
+        event_free(d->ev_term);
+    if (d->ev_int)
+        event_free(d->ev_int);
+    if (d->ev_hup)
+        event_free(d->ev_hup);
+    if (d->base)
+        event_base_free(d->base);
+    config_free(&d->cfg);
+    free(d->data_dir);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    enum { OPT_CHECK = 256, OPT_SYSLOG, OPT_REFERENCE };
+    static const struct option options[] = {
+        { "config",           required_argument, NULL, 'c' },
+        { "check",            no_argument,       NULL, OPT_CHECK },
+        { "syslog",           no_argument,       NULL, OPT_SYSLOG },
+        { "config-reference", no_argument,       NULL, OPT_REFERENCE },
+        { "version",          no_argument,       NULL, 'V' },
+        { "help",             no_argument,       NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    struct daemon d = { .config_path = DEFAULT_CONFIG };
+    bool check = false;
+    int c;
+
+    while ((c = getopt_long(argc, argv, "c:hV", options, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            d.config_path = optarg;
+            break;
+        case OPT_CHECK:
+            check = true;
+            break;
+        case OPT_SYSLOG:
+            d.force_syslog = true;
+            break;
+        case OPT_REFERENCE:
+            config_print_reference(stdout);
+            return 0;
+        case 'V':
+            printf(PROGRAM " " HL7BROKER_VERSION "\n");
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, PROGRAM ": unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+
+    if (check)
+        return check_config(d.config_path);
+
+    signal(SIGPIPE, SIG_IGN);
+    int rc = run(&d);
+    libevent_global_shutdown();
+    log_set_syslog(false, PROGRAM, 0);
+    return rc;
+}

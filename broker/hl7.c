@@ -773,7 +773,7 @@ size_t hl7_count(const struct hl7_msg *m, const struct hl7_path *path)
     if (!s || path->field == 0)
         return 0;
     if (path->field == 1 && hl7_is_header_seg(s->p, s->len, m->d.field))
-        return 1;
+        return path->rep > 1 || path->comp > 1 || path->sub > 1 ? 0 : 1;
     struct hl7_elem e;
     if (!hl7_seg_field(m, s, path->field, &e) || e.a == e.b)
         return 0;

@@ -139,6 +139,12 @@ static int edit(struct hl7_msg *m, const struct hl7_path *path, const char *val,
     }
     const struct hl7_seg *s = &m->segs[si];
     bool header = hl7_is_header_seg(s->p, s->len, d->field);
+    if (!header && hl7_is_header_name(s->name)) {
+        hl7_set_error(err, HL7_E_READ_ONLY, path->seg, path->seg_seq, path->field, 0,
+                      "this %.3s has no encoding characters, so its fields cannot be "
+                      "edited", path->seg);
+        return HL7_E_READ_ONLY;
+    }
     if (header && path->field <= 2) {
         hl7_set_error(err, HL7_E_READ_ONLY, path->seg, path->seg_seq, path->field, 0,
                       "%.3s-%u holds the encoding characters and cannot be edited",

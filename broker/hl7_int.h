@@ -82,8 +82,5 @@ int hl7_index_segment(const struct hl7_delims *d, const char *p, uint32_t len,
 
 bool hl7_valid_seg_name(const char *p, size_t len, char fs);
 
-void hl7_set_error(struct hl7_error *err, int code, const char *seg,
-                   unsigned seq, unsigned field, size_t offset,
-                   const char *fmt, ...) __attribute__((format(printf, 7, 8)));
 
 #endif

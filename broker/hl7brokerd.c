@@ -12,12 +12,16 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
 #include "config.h"
+#include "ingest.h"
 #include "log.h"
+#include "sources.h"
+#include "store.h"
 #include "version.h"
 
 #define DEFAULT_CONFIG "conf/hl7broker.conf"
@@ -32,7 +36,19 @@ struct daemon {
     struct event      *ev_term;
     struct event      *ev_int;
     struct event      *ev_hup;
+    struct store      *store;
+    struct ingest     *ingest;
+    struct sources    *sources;
+    struct event      *ev_drain;     /* shutdown: waits for ACKs to be written */
+    struct timespec    drain_deadline;
+    bool               stopping;
 };
+
+/* How long shutdown waits for ACKs to reach slow peers. */
+#define DRAIN_TIMEOUT_MS 5000
+
+/* The store starts at this size and doubles up to broker.max_map_bytes. */
+#define STORE_MAP_INITIAL ((uint64_t)64 << 20)
 
 static void usage(FILE *f)
 {
@@ -149,12 +165,51 @@ static int make_dirs(const char *path, mode_t mode, bool *created)
 
 /* ------------------------------------------------------------- signals */
 
+static bool past(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
+}
+
+/* Shutdown, second half: once every ACK is written (or time is up),
+ * leave the loop. */
+static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct daemon *d = arg;
+    (void)fd;
+    (void)what;
+    bool busy = sources_busy(d->sources);
+    if (!busy || past(&d->drain_deadline)) {
+        if (busy)
+            log_warn("daemon", "stopping with ACKs unwritten to slow peers",
+                     "waited_ms=%d", DRAIN_TIMEOUT_MS);
+        event_base_loopbreak(d->base);
+    }
+}
+
+/* Shutdown: stop accepting, commit what was received, let its ACKs go
+ * out, then stop. A second signal stops at once. */
 static void on_stop(evutil_socket_t sig, short what, void *arg)
 {
     struct daemon *d = arg;
     (void)what;
-    log_info("daemon", "stopping", "signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    event_base_loopbreak(d->base);
+    const char *name = sig == SIGTERM ? "SIGTERM" : "SIGINT";
+    if (d->stopping) {
+        log_warn("daemon", "stopping now", "signal=%s", name);
+        event_base_loopbreak(d->base);
+        return;
+    }
+    d->stopping = true;
+    log_info("daemon", "stopping", "signal=%s pending=%zu", name, ingest_pending(d->ingest));
+    sources_drain(d->sources);
+    ingest_flush(d->ingest);
+    clock_gettime(CLOCK_MONOTONIC, &d->drain_deadline);
+    d->drain_deadline.tv_sec += DRAIN_TIMEOUT_MS / 1000;
+    struct timeval tick = { 0, 20000 };
+    d->ev_drain = event_new(d->base, -1, EV_PERSIST, on_drain_tick, d);
+    if (!d->ev_drain || event_add(d->ev_drain, &tick))
+        event_base_loopbreak(d->base);
 }
 
 /* Settings read once at start: a reload cannot change them. */
@@ -189,10 +244,16 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
         return;
     }
     warn_restart_needed(d, &next);
-    config_free(&d->cfg);
+    /* The new config keeps the running store settings (they need a restart). */
+    struct config old = d->cfg;
     d->cfg = next;
+    size_t failed = sources_apply(d->sources, &d->cfg);
+    config_free(&old);
     apply_logging(&d->cfg, d->force_syslog);
     config_log_summary(&d->cfg, "config reloaded");
+    if (failed)
+        log_error("config", "reload applied, but some sources did not start",
+                  "failed=%zu", failed);
 }
 
 /* ---------------------------------------------------------------- main */
@@ -232,6 +293,28 @@ static int run(struct daemon *d)
         log_error("daemon", "cannot create the event loop", NULL);
         goto out;
     }
+
+    char detail[512] = "";
+    struct store_opts so = {
+        .dir = d->data_dir,
+        .map_initial = (uint64_t)d->cfg.broker.max_map_bytes < STORE_MAP_INITIAL
+                           ? (uint64_t)d->cfg.broker.max_map_bytes : STORE_MAP_INITIAL,
+        .map_max = (uint64_t)d->cfg.broker.max_map_bytes,
+    };
+    int src = store_open(&so, &d->store, detail, sizeof detail);
+    if (src) {
+        log_error("daemon", "cannot open the message store", "path=%s error=%s",
+                  d->data_dir, detail[0] ? detail : store_strerror(src));
+        goto out;
+    }
+    if (ingest_new(d->base, d->store, &d->ingest)) {
+        log_error("daemon", "cannot set up ingest", NULL);
+        goto out;
+    }
+    if (!(d->sources = sources_new(d->base, d->ingest))) {
+        log_error("daemon", "out of memory", NULL);
+        goto out;
+    }
     d->ev_term = evsignal_new(d->base, SIGTERM, on_stop, d);
     d->ev_int = evsignal_new(d->base, SIGINT, on_stop, d);
     d->ev_hup = evsignal_new(d->base, SIGHUP, on_reload, d);
@@ -240,15 +323,32 @@ static int run(struct daemon *d)
         log_error("daemon", "cannot set up signal handling", NULL);
         goto out;
     }
-
-    log_info("daemon", "running", "pid=%ld data_dir=%s", (long)getpid(), d->data_dir);
+    if (sources_apply(d->sources, &d->cfg) > 0) {
+        log_error("daemon", "cannot start: a source failed to start", NULL);
+        goto out;
+    }
+    log_info("daemon", "running", "pid=%ld data_dir=%s sources=%zu map_bytes=%llu",
+             (long)getpid(), d->data_dir, sources_count(d->sources),
+             (unsigned long long)store_map_size(d->store));
     if (event_base_dispatch(d->base) < 0) {
         log_error("daemon", "the event loop failed", NULL);
         goto out;
     }
     rc = 0;
-    log_info("daemon", "stopped", "exit=0");
+    struct ingest_stats st;
+    ingest_get_stats(d->ingest, &st);
+    log_info("daemon", "stopped", "exit=0 accepted=%llu duplicates=%llu refused=%llu "
+             "failed=%llu commits=%llu", (unsigned long long)st.accepted,
+             (unsigned long long)st.duplicates, (unsigned long long)st.refused,
+             (unsigned long long)st.failed, (unsigned long long)st.commits);
 out:
+    if (d->ingest)
+        ingest_flush(d->ingest);   /* commit what is left (replies go to live sources) */
+    sources_free(d->sources);
+    ingest_free(d->ingest);
+    store_close(d->store);
+    if (d->ev_drain)
+        event_free(d->ev_drain);
     if (d->ev_term)
         event_free(d->ev_term);
     if (d->ev_int)

@@ -54,6 +54,12 @@ struct hl7_error {
     char     text[200];         /* a sentence naming what is wrong */
 };
 
+/* Fill err (when not NULL) with a code, a location and a sentence; for
+ * callers that report their own checks in the codec's terms. */
+void hl7_set_error(struct hl7_error *err, int code, const char *seg,
+                   unsigned seq, unsigned field, size_t offset,
+                   const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+
 /* A short fixed description of any enum hl7_err code. */
 const char *hl7_strerror(int code);
 

@@ -1,0 +1,526 @@
+/*
+ * ingest.c: from received bytes to a durable message and its ACK. Checks a
+ * message (DESIGN.md §2), queues it, and commits every queued message in
+ * one store transaction when the event loop has read all ready input (a
+ * lowest-priority event); only then are the ACKs handed back.
+ */
+#include "ingest.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "buf.h"
+#include "hl7.h"
+#include "log.h"
+#include "store.h"
+
+#define PRIO_URGENT 0
+#define PRIO_IO     1
+#define PRIO_COMMIT 2
+
+/* A batch this large commits at once, not waiting for idle input. */
+#define BATCH_MAX_MSGS  4096
+#define BATCH_MAX_BYTES ((size_t)64 << 20)
+
+enum item_kind { ITEM_MESSAGE, ITEM_REFUSAL };
+
+/* One submitted message waiting for the commit. Strings are copies, in
+ * the item's own allocations, so the submitter may go away. */
+struct item {
+    struct item       *next;
+    enum item_kind     kind;
+    ingest_reply_fn    fn;
+    void              *ctx;
+    uint64_t           received_ms;
+    bool               enhanced;     /* MSH-15/16 set: C* codes */
+    char              *raw;
+    size_t             raw_len;
+    size_t             total_len;    /* refusals of oversize frames */
+    char              *source, *peer, *tls_subject;
+    /* messages */
+    char              *code, *trigger, *structure, *control_id;
+    char              *sending_app, *sending_fac, *nhs_number;
+    char              *dedup_key;
+    size_t             dedup_len;
+    /* the ACK to send (built at submit; replaced by the stored one for a
+       duplicate, or an AR when the store fails) */
+    struct buf         ack;
+    const char        *ack_code;
+    char              *reason;       /* refusals */
+    enum ingest_outcome outcome;
+    uint64_t           id;
+};
+
+struct ingest {
+    struct event_base  *base;
+    struct store       *store;
+    struct event       *commit_ev;
+    struct item        *head, **tail;
+    size_t              n, bytes;
+    bool                urgent;
+    struct ingest_stats stats;
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static char *dup_span(const struct hl7_span *s)
+{
+    char *p = malloc(s->len + 1);
+    if (p) {
+        if (s->len)
+            memcpy(p, s->p, s->len);
+        p[s->len] = '\0';
+    }
+    return p;
+}
+
+static char *dup_str(const char *s)
+{
+    return strdup(s ? s : "");
+}
+
+static void item_free(struct item *it)
+{
+    if (!it)
+        return;
+    free(it->raw);
+    free(it->source);
+    free(it->peer);
+    free(it->tls_subject);
+    free(it->code);
+    free(it->trigger);
+    free(it->structure);
+    free(it->control_id);
+    free(it->sending_app);
+    free(it->sending_fac);
+    free(it->nhs_number);
+    free(it->dedup_key);
+    free(it->reason);
+    buf_free(&it->ack);
+    free(it);
+}
+
+static void commit_cb(evutil_socket_t fd, short what, void *arg);
+
+int ingest_new(struct event_base *base, struct store *store, struct ingest **out)
+{
+    struct ingest *in = calloc(1, sizeof *in);
+    if (!in)
+        return -1;
+    in->base = base;
+    in->store = store;
+    in->tail = &in->head;
+    /* Sets the priorities every later event is created with (the default
+       is the middle one, PRIO_IO). Done before any other event exists. */
+    event_base_priority_init(base, 3);
+    in->commit_ev = event_new(base, -1, 0, commit_cb, in);
+    if (!in->commit_ev || event_priority_set(in->commit_ev, PRIO_COMMIT)) {
+        ingest_free(in);
+        return -1;
+    }
+    *out = in;
+    return 0;
+}
+
+void ingest_free(struct ingest *in)
+{
+    if (!in)
+        return;
+    struct item *it = in->head;
+    while (it) {
+        struct item *next = it->next;
+        item_free(it);
+        it = next;
+    }
+    if (in->commit_ev)
+        event_free(in->commit_ev);
+    free(in);
+}
+
+size_t ingest_pending(const struct ingest *in)
+{
+    return in->n;
+}
+
+void ingest_get_stats(const struct ingest *in, struct ingest_stats *s)
+{
+    *s = in->stats;
+}
+
+/* Queue an item and make sure a commit will follow. */
+static void enqueue(struct ingest *in, struct item *it)
+{
+    *in->tail = it;
+    in->tail = &it->next;
+    in->n++;
+    in->bytes += it->raw_len;
+    if (in->n == 1)
+        event_active(in->commit_ev, 0, 0);
+    if (!in->urgent && (in->n >= BATCH_MAX_MSGS || in->bytes >= BATCH_MAX_BYTES)) {
+        /* Do not wait for the input to go quiet: a steady firehose would
+           otherwise grow the batch without bound. */
+        event_del(in->commit_ev);
+        event_priority_set(in->commit_ev, PRIO_URGENT);
+        event_active(in->commit_ev, 0, 0);
+        in->urgent = true;
+    }
+}
+
+static struct item *item_new(const struct ingest_origin *o, const char *bytes, size_t len,
+                             ingest_reply_fn fn, void *ctx)
+{
+    struct item *it = calloc(1, sizeof *it);
+    if (!it)
+        return NULL;
+    it->fn = fn;
+    it->ctx = ctx;
+    it->received_ms = now_ms();
+    it->raw = malloc(len ? len : 1);
+    it->raw_len = len;
+    it->total_len = len;
+    it->source = dup_str(o->source);
+    it->peer = dup_str(o->peer);
+    it->tls_subject = dup_str(o->tls_subject);
+    if (!it->raw || !it->source || !it->peer || !it->tls_subject) {
+        item_free(it);
+        return NULL;
+    }
+    if (len)
+        memcpy(it->raw, bytes, len);
+    return it;
+}
+
+/* Turn it into a refusal answered with code (table 0357 hl7_code) and err
+ * for the ERR segment. msg may be NULL when the message did not parse. */
+static int make_refusal(struct item *it, const struct hl7_msg *msg, enum hl7_ack_kind kind,
+                        int hl7_code, const struct hl7_error *err)
+{
+    it->kind = ITEM_REFUSAL;
+    it->outcome = INGEST_REFUSED;
+    enum hl7_ack_code code = hl7_ack_code_for(msg, kind);
+    it->ack_code = hl7_ack_code_str(code);
+    it->reason = strdup(err->text);
+    struct hl7_ack_req req = {
+        .code = code, .msg = msg, .raw = it->raw, .raw_len = it->raw_len,
+        .err = err, .hl7_code = hl7_code,
+    };
+    if (!it->reason || hl7_ack_build(&req, &it->ack))
+        return -1;
+    return 0;
+}
+
+static bool supported_version(const struct hl7_span *v)
+{
+    static const char *const ok[] = {
+        "2.1", "2.2", "2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1",
+        "2.8", "2.8.1", "2.8.2", NULL,
+    };
+    for (int i = 0; ok[i]; i++)
+        if (v->len == strlen(ok[i]) && memcmp(v->p, ok[i], v->len) == 0)
+            return true;
+    return false;
+}
+
+static bool supported_processing_id(const struct hl7_span *p)
+{
+    return p->len == 1 && (p->p[0] == 'P' || p->p[0] == 'D' || p->p[0] == 'T');
+}
+
+/* Check a parsed message against DESIGN.md §2. Returns 0 when acceptable;
+ * otherwise fills err and *hl7_code. */
+static int check_message(const struct hl7_msg *m, const struct hl7_meta *md,
+                         struct hl7_error *err, int *hl7_code)
+{
+    if (!md->control_id.len) {
+        hl7_set_error(err, HL7_E_MISSING_FIELD, "MSH", 1, 10, 0,
+                      "MSH-10 (message control id) is empty: the broker needs it to "
+                      "acknowledge the message and to recognise a resend");
+        *hl7_code = 101;
+        return -1;
+    }
+    if (!supported_version(&md->version)) {
+        hl7_set_error(err, HL7_E_MISSING_FIELD, "MSH", 1, 12, 0,
+                      "unsupported HL7 version '%.*s' in MSH-12: this broker takes "
+                      "v2.1 to v2.8.2", (int)(md->version.len > 16 ? 16 : md->version.len),
+                      md->version.p ? md->version.p : "");
+        *hl7_code = 203;
+        return -1;
+    }
+    if (!supported_processing_id(&md->processing_id)) {
+        hl7_set_error(err, HL7_E_MISSING_FIELD, "MSH", 1, 11, 0,
+                      "unsupported processing id '%.*s' in MSH-11: expected P, D or T",
+                      (int)(md->processing_id.len > 16 ? 16 : md->processing_id.len),
+                      md->processing_id.p ? md->processing_id.p : "");
+        *hl7_code = 202;
+        return -1;
+    }
+    (void)m;
+    return 0;
+}
+
+static bool is_enhanced(const struct hl7_meta *md)
+{
+    return md->accept_ack.len > 0 || md->app_ack.len > 0;
+}
+
+int ingest_submit(struct ingest *in, const struct ingest_origin *o,
+                  const struct ingest_policy *p, const char *bytes, size_t len,
+                  ingest_reply_fn fn, void *ctx)
+{
+    struct item *it = item_new(o, bytes, len, fn, ctx);
+    if (!it)
+        return -1;
+    struct hl7_msg *m = NULL;
+    struct hl7_error err = { 0 };
+    struct hl7_parse_opts po = { .max_bytes = p && p->max_message_bytes ? p->max_message_bytes : 0 };
+    int rc = hl7_parse(it->raw, it->raw_len, &po, &m, &err);
+    if (rc) {
+        if (make_refusal(it, NULL, HL7_ACK_REJECT, 0, &err))
+            goto nomem;
+        enqueue(in, it);
+        return 0;
+    }
+    struct hl7_meta md;
+    hl7_meta(m, &md);
+    it->enhanced = is_enhanced(&md);
+    int code = 0;
+    if (check_message(m, &md, &err, &code)) {
+        if (make_refusal(it, m, HL7_ACK_REJECT, code, &err))
+            goto nomem;
+        hl7_free(m);
+        enqueue(in, it);
+        return 0;
+    }
+    it->kind = ITEM_MESSAGE;
+    it->outcome = INGEST_ACCEPTED;
+    it->code = dup_span(&md.code);
+    it->trigger = dup_span(&md.trigger);
+    it->structure = dup_span(&md.structure);
+    it->control_id = dup_span(&md.control_id);
+    it->sending_app = dup_span(&md.sending_app);
+    it->sending_fac = dup_span(&md.sending_fac);
+    it->nhs_number = dup_span(&md.nhs_number);
+    it->dedup_key = store_dedup_key(it->source, md.sending_app.p, md.sending_app.len,
+                                    md.sending_fac.p, md.sending_fac.len,
+                                    md.control_id.p, md.control_id.len, &it->dedup_len);
+    enum hl7_ack_code ack = hl7_ack_code_for(m, HL7_ACK_ACCEPT);
+    it->ack_code = hl7_ack_code_str(ack);
+    struct hl7_ack_req req = { .code = ack, .msg = m };
+    if (!it->code || !it->trigger || !it->structure || !it->control_id || !it->sending_app
+        || !it->sending_fac || !it->nhs_number || !it->dedup_key
+        || hl7_ack_build(&req, &it->ack))
+        goto nomem;
+    hl7_free(m);
+    enqueue(in, it);
+    return 0;
+nomem:
+    hl7_free(m);
+    item_free(it);
+    return -1;
+}
+
+int ingest_refuse_oversize(struct ingest *in, const struct ingest_origin *o,
+                           const char *head, size_t head_len, size_t total,
+                           size_t limit, ingest_reply_fn fn, void *ctx)
+{
+    struct item *it = item_new(o, head, head_len, fn, ctx);
+    if (!it)
+        return -1;
+    it->total_len = total;
+    struct hl7_error err = { 0 };
+    hl7_set_error(&err, HL7_E_TOO_LARGE, "", 0, 0, limit,
+                  "message refused: %zu%s bytes is over this source's max_message_bytes "
+                  "of %zu", total, total > head_len ? " or more" : "", limit);
+    if (make_refusal(it, NULL, HL7_ACK_REJECT, 207, &err)) {
+        item_free(it);
+        return -1;
+    }
+    enqueue(in, it);
+    return 0;
+}
+
+/* ------------------------------------------------------------ the commit */
+
+static int write_item(struct ingest *in, struct store_txn *t, struct item *it)
+{
+    int rc;
+    char actor[512], subject[64], details[256];
+    snprintf(actor, sizeof actor, "source=%s peer=%s%s%s", it->source, it->peer,
+             it->tls_subject[0] ? " tls=" : "", it->tls_subject);
+    struct store_audit a = { .time_ms = it->received_ms, .actor = actor, .subject = subject,
+                             .details = details };
+    if (it->kind == ITEM_MESSAGE) {
+        uint64_t id;
+        char *stored = NULL;
+        size_t stored_len = 0;
+        rc = store_dedup_get(t, it->dedup_key, it->dedup_len, &id, &stored, &stored_len);
+        if (rc == 0) {
+            it->outcome = INGEST_DUPLICATE;
+            it->id = id;
+            buf_reset(&it->ack);
+            rc = buf_append(&it->ack, stored, stored_len) ? STORE_E_NOMEM : 0;
+            free(stored);
+            if (rc)
+                return rc;
+            a.action = "duplicate";
+            a.outcome = "replayed";
+            snprintf(subject, sizeof subject, "msg=%llu", (unsigned long long)id);
+            snprintf(details, sizeof details, "control_id=%.120s", it->control_id);
+        } else if (rc == STORE_E_NOT_FOUND) {
+            struct store_msg sm = {
+                .received_ms = it->received_ms, .state = STORE_MSG_ACCEPTED,
+                .source = it->source, .peer = it->peer, .tls_subject = it->tls_subject,
+                .kind = "hl7v2", .code = it->code, .trigger = it->trigger,
+                .structure = it->structure, .control_id = it->control_id,
+                .sending_app = it->sending_app, .sending_fac = it->sending_fac,
+                .nhs_number = it->nhs_number, .raw = it->raw, .raw_len = it->raw_len,
+            };
+            rc = store_put_message(t, &sm, it->dedup_key, it->dedup_len, it->ack.p,
+                                   it->ack.len, &it->id);
+            if (rc)
+                return rc;
+            it->outcome = INGEST_ACCEPTED;
+            a.action = "accept";
+            a.outcome = it->ack_code;
+            snprintf(subject, sizeof subject, "msg=%llu", (unsigned long long)it->id);
+            snprintf(details, sizeof details, "type=%.16s^%.16s control_id=%.120s",
+                     it->code, it->trigger, it->control_id);
+        } else {
+            return rc;
+        }
+    } else {
+        struct store_err se = {
+            .received_ms = it->received_ms, .source = it->source, .peer = it->peer,
+            .tls_subject = it->tls_subject, .reason = it->reason, .ack_code = it->ack_code,
+            .raw = it->raw, .raw_len = it->raw_len,
+        };
+        if ((rc = store_put_error(t, &se, &it->id)))
+            return rc;
+        a.action = "refuse";
+        a.outcome = it->ack_code;
+        snprintf(subject, sizeof subject, "error=%llu", (unsigned long long)it->id);
+        snprintf(details, sizeof details, "bytes=%zu reason=%.200s", it->total_len, it->reason);
+    }
+    (void)in;
+    return store_audit_append(t, &a, NULL);
+}
+
+/* The store could not take the batch: every item gets AR (CR), not stored. */
+static void fail_batch(struct ingest *in, struct item *head, int rc)
+{
+    struct hl7_error err = { 0 };
+    hl7_set_error(&err, HL7_E_NOMEM, "", 0, 0, 0,
+                  "the broker could not store the message (%s); nothing was kept, "
+                  "send it again later", store_strerror(rc));
+    for (struct item *it = head; it; it = it->next) {
+        it->outcome = INGEST_FAILED;
+        buf_reset(&it->ack);
+        struct hl7_ack_req req = {
+            .code = it->enhanced ? HL7_CR : HL7_AR, .raw = it->raw, .raw_len = it->raw_len,
+            .err = &err, .hl7_code = 207,
+        };
+        hl7_ack_build(&req, &it->ack);
+        in->stats.failed++;
+    }
+    log_error("ingest", "store write failed: messages refused with AR",
+              "error=%s messages=%zu", store_strerror(rc), in->n);
+}
+
+static int write_batch(struct ingest *in, struct item *head)
+{
+    for (;;) {
+        struct store_txn *t;
+        int rc = store_begin(in->store, &t);
+        if (rc)
+            return rc;
+        for (struct item *it = head; it && !rc; it = it->next)
+            rc = write_item(in, t, it);
+        if (rc) {
+            store_abort(t);
+        } else {
+            rc = store_commit(t);
+        }
+        if (rc != STORE_E_MAP_FULL)
+            return rc;
+        rc = store_grow(in->store);
+        if (rc)
+            return rc;
+        in->stats.map_grows++;
+        log_info("store", "map grown", "map_bytes=%llu",
+                 (unsigned long long)store_map_size(in->store));
+        /* redo the whole batch: the aborted txn kept nothing, and a
+           duplicate answer found in it may have changed */
+        for (struct item *it = head; it; it = it->next)
+            if (it->outcome == INGEST_DUPLICATE)
+                it->outcome = INGEST_ACCEPTED;
+    }
+}
+
+static void commit_now(struct ingest *in)
+{
+    if (!in->head)
+        return;
+    struct item *head = in->head;
+    size_t n = in->n;
+    in->head = NULL;
+    in->tail = &in->head;
+    in->n = 0;
+    in->bytes = 0;
+    if (in->urgent) {
+        event_del(in->commit_ev);
+        event_priority_set(in->commit_ev, PRIO_COMMIT);
+        in->urgent = false;
+    }
+
+    int rc = write_batch(in, head);
+    bool ok = rc == 0;
+    if (ok) {
+        in->stats.commits++;
+        in->stats.committed_msgs += n;
+    } else {
+        in->n = n;   /* for the log line */
+        fail_batch(in, head, rc);
+        in->n = 0;
+    }
+    struct item *it = head;
+    while (it) {
+        struct item *next = it->next;
+        if (ok) {
+            if (it->outcome == INGEST_ACCEPTED)
+                in->stats.accepted++;
+            else if (it->outcome == INGEST_DUPLICATE)
+                in->stats.duplicates++;
+            else
+                in->stats.refused++;
+        }
+        struct ingest_reply r = {
+            .outcome = it->outcome, .ack = it->ack.p, .ack_len = it->ack.len,
+            .committed = ok && it->kind == ITEM_MESSAGE,
+        };
+        it->fn(it->ctx, &r);
+        item_free(it);
+        it = next;
+    }
+}
+
+static void commit_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    commit_now(arg);
+}
+
+void ingest_flush(struct ingest *in)
+{
+    event_del(in->commit_ev);
+    commit_now(in);
+}

@@ -1,0 +1,86 @@
+/*
+ * ingest.h: the core's front door. A source adapter hands each message it
+ * receives to ingest_submit() and, once the message (or the reason it was
+ * refused) is durably committed, gets back the ACK bytes to write.
+ *
+ * Validation and ACK rules are DESIGN.md §2. Every message submitted in
+ * one event-loop iteration joins one store transaction (group commit): a
+ * lowest-priority libevent event fires once the ready input has been
+ * read, commits, and only then calls the replies, in submission order.
+ */
+#ifndef HL7BROKER_INGEST_H
+#define HL7BROKER_INGEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct store;
+
+/* Who sent a message: kept in the store, the error store and the audit. */
+struct ingest_origin {
+    const char *source;         /* the source's configured name */
+    const char *peer;           /* "ip:port" ("[v6]:port") */
+    const char *tls_subject;    /* client certificate subject, or NULL */
+};
+
+/* What happened to a message. */
+enum ingest_outcome {
+    INGEST_ACCEPTED,    /* stored; AA/CA */
+    INGEST_DUPLICATE,   /* already stored; the original ACK replayed */
+    INGEST_REFUSED,     /* not acceptable; in the error store; AR/AE/CR/CE */
+    INGEST_FAILED,      /* the store could not take it; AR/CR; the sender should retry */
+};
+
+struct ingest_reply {
+    enum ingest_outcome outcome;
+    const char         *ack;        /* HL7 ACK bytes (no framing); valid during the call */
+    size_t              ack_len;
+    bool                committed;  /* the message is durably stored (MLLP commit ACK) */
+};
+
+/* Called exactly once per submitted message, from the event loop, after
+ * the commit. ctx is the submitter's. */
+typedef void (*ingest_reply_fn)(void *ctx, const struct ingest_reply *r);
+
+/* Per-source rules a submit is checked against. */
+struct ingest_policy {
+    size_t max_message_bytes;
+};
+
+struct ingest;
+
+/* The core runs on base with the store open. It sets the base's event
+ * priorities (3: 0 urgent, 1 normal I/O, 2 the group commit). */
+int  ingest_new(struct event_base *base, struct store *store, struct ingest **out);
+void ingest_free(struct ingest *in);
+
+/* Submit one message (bytes are copied). Returns 0; the reply follows
+ * after the next commit. Never refuses synchronously except for lack of
+ * memory (-1), when the caller should close the connection. */
+int ingest_submit(struct ingest *in, const struct ingest_origin *o,
+                  const struct ingest_policy *p, const char *bytes, size_t len,
+                  ingest_reply_fn fn, void *ctx);
+
+/* Refuse a message the adapter could not take whole (over the size
+ * limit): head/head_len is what was kept of it (for the error store and to
+ * recover the MSH for the AR), total its full length. Reply as submit. */
+int ingest_refuse_oversize(struct ingest *in, const struct ingest_origin *o,
+                           const char *head, size_t head_len, size_t total,
+                           size_t limit, ingest_reply_fn fn, void *ctx);
+
+/* Commit whatever is pending now and call its replies (used at shutdown). */
+void ingest_flush(struct ingest *in);
+
+/* Messages waiting for the next commit. */
+size_t ingest_pending(const struct ingest *in);
+
+/* Counters since start (metrics come later). */
+struct ingest_stats {
+    uint64_t accepted, duplicates, refused, failed;
+    uint64_t commits, committed_msgs, map_grows;
+};
+void ingest_get_stats(const struct ingest *in, struct ingest_stats *s);
+
+#endif

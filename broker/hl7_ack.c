@@ -196,7 +196,10 @@ int hl7_ack_build(const struct hl7_ack_req *req, struct buf *b)
     struct tm tm;
     gmtime_r(&now, &tm);
     char ts[32];
-    strftime(ts, sizeof ts, "%Y%m%d%H%M%S+0000", &tm);
+    /* UTC, with its offset unless '+' is one of this sender's delimiters */
+    bool plus = fs == '+' || cs == '+' || d.repetition == '+' || d.escape == '+'
+                || d.subcomponent == '+' || d.truncation == '+';
+    strftime(ts, sizeof ts, plus ? "%Y%m%d%H%M%S" : "%Y%m%d%H%M%S+0000", &tm);
 
     char gen[48];
     const char *ctrl = req->control_id;

@@ -12,17 +12,33 @@
  * starts with a format byte, 1 today):
  *   messages    u64 msg id      -> struct store_msg, encoded
  *   dedup       source\0 MSH-3\0 MSH-4\0 MSH-10 -> u64 msg id + stored ACK bytes
+ *               (a key over 480 bytes is kept as its first 448 bytes and
+ *               the SHA-256 of the whole; LMDB keys stop at 511 bytes)
  *   errors      u64 error id    -> struct store_err, encoded
  *   by_patient  NHS number (10 bytes) + u64 msg id -> empty
  *   audit       u64 seq         -> struct store_audit, encoded, then the
  *                                  32-byte SHA-256 chain hash
  *   meta        name            -> value ("schema_version": u32;
- *                                  "audit_head": last seq + its hash)
+ *                                  "audit_head": u64 last seq + its hash)
  *   outbox, payloads, dead      created empty, for routing
  * The encoding: after the format byte, fixed-width big-endian integers,
  * then each string as a u32 big-endian length and its bytes, in the order
- * of the struct's fields. Raw message bytes come last, unchanged, so
- * `mdb_dump -p` shows them readably.
+ * of the struct's fields (a NULL string is stored as ""). Raw message
+ * bytes come last, unchanged and without a length (they run to the end of
+ * the value), so `mdb_dump -p` shows them readably:
+ *   messages  01 | received_ms u64 | state u8 | 11 strings: source, peer,
+ *             tls_subject, kind, code, trigger, structure, control_id,
+ *             sending_app, sending_fac, nhs_number | raw
+ *   errors    01 | received_ms u64 | 5 strings: source, peer, tls_subject,
+ *             reason, ack_code | raw
+ *   audit     01 | time_ms u64 | 5 strings: actor, action, subject,
+ *             outcome, details | hash (32 bytes)
+ * The audit hash of record n is SHA-256(hash of record n-1 || record n's
+ * bytes before its hash); record 1 chains from 32 zero bytes. Sequence
+ * numbers and ids start at 1.
+ *
+ * Errors: every function returns 0 or a STORE_E_* code; the underlying
+ * LMDB or errno text, naming the directory, is in store_last_error().
  */
 #ifndef HL7BROKER_STORE_H
 #define HL7BROKER_STORE_H
@@ -36,13 +52,15 @@
 enum store_code {
     STORE_OK = 0,
     STORE_E_NOMEM = -100,
-    STORE_E_IO = -101,          /* a write or fsync failed (errno in detail) */
+    STORE_E_IO = -101,          /* a write or fsync failed (errno: store_last_error) */
     STORE_E_MAP_FULL = -102,    /* the map is full: call store_grow() and redo the txn */
-    STORE_E_FULL = -103,        /* the map is at max_map_bytes, or the disk is full */
+    STORE_E_FULL = -103,        /* the map is at map_max, or the disk is full */
     STORE_E_SCHEMA = -104,      /* the store was written by a newer hl7broker */
     STORE_E_CORRUPT = -105,     /* a record does not decode */
     STORE_E_NOT_FOUND = -106,
-    STORE_E_LMDB = -107,        /* any other LMDB error (its text in detail) */
+    STORE_E_LMDB = -107,        /* any other LMDB error (its text: store_last_error) */
+    STORE_E_INVAL = -108,       /* a caller's mistake: NULL record, raw NULL with a
+                                   length, a second store_begin, grow inside a txn */
 };
 
 /* Any store code, or an LMDB code, or an errno value, as text. */
@@ -51,9 +69,16 @@ const char *store_strerror(int code);
 struct store;
 struct store_txn;
 
+/* The last failure on s as a sentence naming the directory and the cause
+ * (LMDB's or the system's words), e.g. "store var/data: commit failed: No
+ * space left on device". Valid until the next call on s; "" before any. */
+const char *store_last_error(const struct store *s);
+
 struct store_opts {
     const char *dir;            /* created if missing (one level) */
-    uint64_t    map_initial;    /* first map size; 0: 64 MiB (or the file's size if larger) */
+    uint64_t    map_initial;    /* first map size; 0: 64 MiB. A store that already
+                                   holds more, or last ran with a larger map,
+                                   opens with that larger size */
     uint64_t    map_max;        /* ceiling for store_grow(); 0: no growth beyond initial */
 };
 
@@ -63,17 +88,28 @@ struct store_opts {
 int  store_open(const struct store_opts *o, struct store **out, char *detail, size_t dlen);
 void store_close(struct store *s);
 
-/* Current map size and the ceiling. */
+/* Current map size and the ceiling (never below the current size). */
 uint64_t store_map_size(const struct store *s);
+uint64_t store_map_max(const struct store *s);
 
-/* Double the map (up to map_max). Call with no transaction open. Returns
- * STORE_E_FULL when already at the ceiling. */
+/* Double the map (up to map_max). Call with no transaction open, in this
+ * process's other threads either (LMDB remaps). Returns STORE_E_FULL when
+ * already at the ceiling. */
 int store_grow(struct store *s);
 
 /* A write transaction. Any call may return STORE_E_MAP_FULL: abort, grow,
  * and redo the whole batch. store_commit fsyncs (the environment is never
  * opened with MDB_NOSYNC or MDB_NOMETASYNC); after it returns 0 the batch
- * survives any crash. On failure the transaction is gone either way. */
+ * survives any crash. On failure the transaction is gone either way.
+ *
+ * One write transaction at a time (store_begin returns STORE_E_INVAL while
+ * one is open). Once a call in it has failed after writing, store_commit
+ * refuses it (returns that error and aborts). Abort, or a failed commit,
+ * leaves no trace: the ids and audit sequence numbers it handed out are
+ * handed out again. A commit that fails with ENOSPC returns STORE_E_FULL,
+ * with EIO STORE_E_IO; the store stays usable and the next transaction may
+ * succeed (after a failed meta page write LMDB refuses every transaction
+ * until reopened: store_begin then reopens the environment itself). */
 int  store_begin(struct store *s, struct store_txn **out);
 int  store_commit(struct store_txn *t);
 void store_abort(struct store_txn *t);
@@ -99,18 +135,23 @@ enum store_msg_state {
     STORE_MSG_ERROR = 4,        /* stored with a transform error */
 };
 
-/* Store a message, its by_patient entry (when nhs_number is 10 digits)
- * and its dedup entry with the ACK to replay. *id receives the new id. */
+/* Store a message, its by_patient entry (when nhs_number is exactly 10
+ * ASCII digits) and its dedup entry with the ACK to replay (none when
+ * dedup_len is 0; an existing entry for the key is replaced). *id (may be
+ * NULL) receives the new id. */
 int store_put_message(struct store_txn *t, const struct store_msg *m,
                       const char *dedup_key, size_t dedup_len,
                       const char *ack, size_t ack_len, uint64_t *id);
 
-/* Look a dedup key up. On a hit returns 0 with *id and the stored ACK
- * copied into a malloc'd *ack (caller frees); STORE_E_NOT_FOUND when new. */
+/* Look a dedup key up (this transaction's own writes included). On a hit
+ * returns 0 with *id and the stored ACK copied into a malloc'd,
+ * NUL-terminated *ack (caller frees); STORE_E_NOT_FOUND when new. id, ack
+ * and ack_len may each be NULL. */
 int store_dedup_get(struct store_txn *t, const char *key, size_t len,
                     uint64_t *id, char **ack, size_t *ack_len);
 
-/* Build the dedup key source\0MSH-3\0MSH-4\0MSH-10 into a malloc'd buffer. */
+/* Build the dedup key source\0MSH-3\0MSH-4\0MSH-10 into a malloc'd buffer
+ * (NUL-terminated beyond *len; NULL parts count as ""). NULL without memory. */
 char *store_dedup_key(const char *source, const char *app, size_t app_len,
                       const char *fac, size_t fac_len, const char *ctrl,
                       size_t ctrl_len, size_t *len);
@@ -138,14 +179,25 @@ struct store_audit {
 };
 int store_audit_append(struct store_txn *t, const struct store_audit *a, uint64_t *seq);
 
-/* Reading back (for hl7ctl and tests; a read-only transaction of its own).
- * store_get_message fills m with pointers into *owner, a malloc'd block
- * the caller frees. */
+/* Reading back (for hl7ctl and tests; a read-only transaction of its own,
+ * so committed data only). store_get_message and store_get_error fill the
+ * record with pointers into *owner, a malloc'd block the caller frees:
+ * every string NUL-terminated, raw too (raw_len its length, which may
+ * include NULs). STORE_E_NOT_FOUND for no such id, STORE_E_CORRUPT for a
+ * record that does not decode (*owner then NULL). */
 int store_get_message(struct store *s, uint64_t id, struct store_msg *m, void **owner);
+int store_get_error(struct store *s, uint64_t id, struct store_err *e, void **owner);
+
+/* Entries in the named database ("messages", "dedup", "errors",
+ * "by_patient", "audit", "meta", "outbox", "payloads", "dead");
+ * STORE_E_NOT_FOUND for any other name. */
 int store_count(struct store *s, const char *db, uint64_t *n);
 
 /* Walk the audit chain; returns 0 when every hash holds, else
- * STORE_E_CORRUPT with *bad the first sequence number that does not. */
+ * STORE_E_CORRUPT with *bad the first sequence number that does not: a
+ * record whose hash or encoding is wrong, a gap in the sequence, or
+ * records missing after (or added beyond) the head kept in meta.
+ * *checked receives the number of records that held. Either may be NULL. */
 int store_audit_verify(struct store *s, uint64_t *checked, uint64_t *bad);
 
 #endif

@@ -1,0 +1,1151 @@
+/*
+ * store.c: the message store on LMDB (see include/store.h): one
+ * environment, named databases with big-endian integer keys, versioned
+ * record encodings, and the SHA-256 hash-chained audit log.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum {
+    DB_MESSAGES, DB_DEDUP, DB_ERRORS, DB_BY_PATIENT, DB_AUDIT, DB_META,
+    DB_OUTBOX, DB_PAYLOADS, DB_DEAD, DB_COUNT
+};
+
+static const char *const db_names[DB_COUNT] = {
+    [DB_MESSAGES] = "messages", [DB_DEDUP] = "dedup", [DB_ERRORS] = "errors",
+    [DB_BY_PATIENT] = "by_patient", [DB_AUDIT] = "audit", [DB_META] = "meta",
+    [DB_OUTBOX] = "outbox", [DB_PAYLOADS] = "payloads", [DB_DEAD] = "dead",
+};
+
+#define FORMAT          1u
+#define HASH_LEN        32u
+#define NHS_LEN         10u
+#define DEFAULT_MAP     (64ull << 20)
+/* Room for the named databases and a few more later without a reopen. */
+#define MAX_DBS         32
+/* LMDB's default build refuses keys over 511 bytes. A dedup key longer
+ * than this keeps its first DEDUP_KEEP bytes (still readable in
+ * mdb_dump) followed by the SHA-256 of the whole key. */
+#define DEDUP_KEY_MAX   480u
+#define DEDUP_KEEP      (DEDUP_KEY_MAX - HASH_LEN)
+
+static const char META_SCHEMA[] = "schema_version";
+static const char META_AUDIT_HEAD[] = "audit_head";
+
+struct store_txn {
+    struct store *s;
+    MDB_txn      *txn;          /* NULL when no write transaction is open */
+    int           failed;       /* a call failed after writing: commit refuses */
+    uint64_t      next_msg, next_err, next_audit;   /* as at store_begin */
+    uint8_t       audit_hash[HASH_LEN];
+};
+
+struct store {
+    MDB_env *env;
+    MDB_dbi  dbi[DB_COUNT];
+    char    *dir;
+    uint64_t map_size, map_max;
+    /* Next ids, advanced as records are written; a failed or aborted
+     * transaction puts them back. */
+    uint64_t next_msg, next_err, next_audit;
+    uint8_t  audit_hash[HASH_LEN];  /* hash of record next_audit - 1 */
+    struct store_txn txn;           /* single writer: the one write txn */
+    char     err[512];
+};
+
+/* ------------------------------------------------------------ errors */
+
+const char *store_strerror(int code)
+{
+    switch (code) {
+    case STORE_OK:          return "success";
+    case STORE_E_NOMEM:     return "out of memory";
+    case STORE_E_IO:        return "store write or sync failed";
+    case STORE_E_MAP_FULL:  return "store map full (grow and retry)";
+    case STORE_E_FULL:      return "store full (map at its ceiling, or disk full)";
+    case STORE_E_SCHEMA:    return "store written by a newer hl7broker";
+    case STORE_E_CORRUPT:   return "store record corrupt";
+    case STORE_E_NOT_FOUND: return "not found";
+    case STORE_E_LMDB:      return "LMDB error";
+    case STORE_E_INVAL:     return "invalid use of the store API";
+    }
+    /* LMDB's own codes sit in [MDB_KEYEXIST, MDB_LAST_ERRCODE]; mdb_strerror
+     * explains those and falls back to strerror for errno values. */
+    if (code > 0 || (code >= MDB_KEYEXIST && code <= MDB_LAST_ERRCODE))
+        return mdb_strerror(code);
+    return "unknown store error";
+}
+
+const char *store_last_error(const struct store *s)
+{
+    return s ? s->err : "no store";
+}
+
+/* Map an LMDB code or errno to a store code, remembering its text. */
+static int fail(struct store *s, int rc, const char *what)
+{
+    if (rc == 0)
+        return 0;
+    snprintf(s->err, sizeof s->err, "store %s: %s: %s", s->dir, what, mdb_strerror(rc));
+    switch (rc) {
+    case MDB_MAP_FULL:      return STORE_E_MAP_FULL;
+    case MDB_NOTFOUND:      return STORE_E_NOT_FOUND;
+    case MDB_CORRUPTED:
+    case MDB_PAGE_NOTFOUND: return STORE_E_CORRUPT;
+    case ENOMEM:            return STORE_E_NOMEM;
+    case ENOSPC:
+    case EDQUOT:
+    case EFBIG:             return STORE_E_FULL;
+    }
+    return rc > 0 ? STORE_E_IO : STORE_E_LMDB;
+}
+
+static int fail_code(struct store *s, int code, const char *what)
+{
+    snprintf(s->err, sizeof s->err, "store %s: %s", s->dir, what);
+    return code;
+}
+
+/* ------------------------------------------------------------ encoding */
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    for (int i = 3; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Writes into a buffer sized beforehand by enc_size(); p NULL measures. */
+struct enc {
+    uint8_t *p;
+    size_t   n;
+};
+
+static void enc_u8(struct enc *e, uint8_t v)
+{
+    if (e->p)
+        e->p[e->n] = v;
+    e->n += 1;
+}
+
+static void enc_u64(struct enc *e, uint64_t v)
+{
+    if (e->p)
+        put_be64(e->p + e->n, v);
+    e->n += 8;
+}
+
+static void enc_bytes(struct enc *e, const void *v, size_t len)
+{
+    if (e->p && len)
+        memcpy(e->p + e->n, v, len);
+    e->n += len;
+}
+
+static void enc_str(struct enc *e, const char *v)
+{
+    size_t len = v ? strlen(v) : 0;
+    if (e->p)
+        put_be32(e->p + e->n, (uint32_t)len);
+    e->n += 4;
+    enc_bytes(e, v, len);
+}
+
+/* Reads with every length checked against what is left. */
+struct dec {
+    const uint8_t *p;
+    size_t         left;
+};
+
+static int dec_u8(struct dec *d, uint8_t *v)
+{
+    if (d->left < 1)
+        return STORE_E_CORRUPT;
+    *v = d->p[0];
+    d->p += 1;
+    d->left -= 1;
+    return 0;
+}
+
+static int dec_u64(struct dec *d, uint64_t *v)
+{
+    if (d->left < 8)
+        return STORE_E_CORRUPT;
+    *v = get_be64(d->p);
+    d->p += 8;
+    d->left -= 8;
+    return 0;
+}
+
+static int dec_str(struct dec *d, const uint8_t **v, size_t *len)
+{
+    if (d->left < 4)
+        return STORE_E_CORRUPT;
+    uint32_t n = get_be32(d->p);
+    if (n > d->left - 4)
+        return STORE_E_CORRUPT;
+    *v = d->p + 4;
+    *len = n;
+    d->p += 4 + (size_t)n;
+    d->left -= 4 + (size_t)n;
+    return 0;
+}
+
+static int dec_format(struct dec *d)
+{
+    uint8_t f;
+    if (dec_u8(d, &f) || f != FORMAT)
+        return STORE_E_CORRUPT;
+    return 0;
+}
+
+/* A string field must fit the encoding's u32 length. */
+static bool str_ok(const char *v)
+{
+    return !v || strlen(v) <= UINT32_MAX;
+}
+
+/* The string fields of each record, in encoding order. */
+#define MSG_NSTR 11
+#define ERR_NSTR 5
+#define AUDIT_NSTR 5
+
+static void msg_strs(const struct store_msg *m, const char *v[MSG_NSTR])
+{
+    const char *f[MSG_NSTR] = { m->source, m->peer, m->tls_subject, m->kind, m->code,
+                                m->trigger, m->structure, m->control_id, m->sending_app,
+                                m->sending_fac, m->nhs_number };
+    memcpy(v, f, sizeof f);
+}
+
+static void msg_slots(struct store_msg *m, const char **v[MSG_NSTR])
+{
+    const char **f[MSG_NSTR] = { &m->source, &m->peer, &m->tls_subject, &m->kind, &m->code,
+                                 &m->trigger, &m->structure, &m->control_id,
+                                 &m->sending_app, &m->sending_fac, &m->nhs_number };
+    memcpy(v, f, sizeof f);
+}
+
+static void err_strs(const struct store_err *e, const char *v[ERR_NSTR])
+{
+    const char *f[ERR_NSTR] = { e->source, e->peer, e->tls_subject, e->reason, e->ack_code };
+    memcpy(v, f, sizeof f);
+}
+
+static void err_slots(struct store_err *e, const char **v[ERR_NSTR])
+{
+    const char **f[ERR_NSTR] = { &e->source, &e->peer, &e->tls_subject, &e->reason,
+                                 &e->ack_code };
+    memcpy(v, f, sizeof f);
+}
+
+static void audit_strs(const struct store_audit *a, const char *v[AUDIT_NSTR])
+{
+    const char *f[AUDIT_NSTR] = { a->actor, a->action, a->subject, a->outcome, a->details };
+    memcpy(v, f, sizeof f);
+}
+
+static void enc_msg(struct enc *e, const struct store_msg *m)
+{
+    const char *v[MSG_NSTR];
+    msg_strs(m, v);
+    enc_u8(e, FORMAT);
+    enc_u64(e, m->received_ms);
+    enc_u8(e, m->state);
+    for (int i = 0; i < MSG_NSTR; i++)
+        enc_str(e, v[i]);
+    enc_bytes(e, m->raw, m->raw_len);
+}
+
+static void enc_err(struct enc *e, const struct store_err *r)
+{
+    const char *v[ERR_NSTR];
+    err_strs(r, v);
+    enc_u8(e, FORMAT);
+    enc_u64(e, r->received_ms);
+    for (int i = 0; i < ERR_NSTR; i++)
+        enc_str(e, v[i]);
+    enc_bytes(e, r->raw, r->raw_len);
+}
+
+/* The audit record without its trailing hash. */
+static void enc_audit(struct enc *e, const struct store_audit *a)
+{
+    const char *v[AUDIT_NSTR];
+    audit_strs(a, v);
+    enc_u8(e, FORMAT);
+    enc_u64(e, a->time_ms);
+    for (int i = 0; i < AUDIT_NSTR; i++)
+        enc_str(e, v[i]);
+}
+
+/*
+ * Decode n strings then the raw remainder into one malloc'd block: each
+ * string NUL-terminated, raw too (for convenience; raw_len is its length).
+ */
+static int dec_block(struct dec *d, int n, const char **slots[], const char **raw,
+                     size_t *raw_len, void **owner)
+{
+    const uint8_t *sp[MSG_NSTR];
+    size_t sl[MSG_NSTR], total = d->left + 1;
+    for (int i = 0; i < n; i++) {
+        if (dec_str(d, &sp[i], &sl[i]))
+            return STORE_E_CORRUPT;
+        total += sl[i] + 1;
+    }
+    char *block = malloc(total), *p = block;
+    if (!block)
+        return STORE_E_NOMEM;
+    for (int i = 0; i < n; i++) {
+        memcpy(p, sp[i], sl[i]);
+        p[sl[i]] = '\0';
+        *slots[i] = p;
+        p += sl[i] + 1;
+    }
+    memcpy(p, d->p, d->left);
+    p[d->left] = '\0';
+    *raw = p;
+    *raw_len = d->left;
+    *owner = block;
+    return 0;
+}
+
+static int dec_msg(const MDB_val *v, struct store_msg *m, void **owner)
+{
+    struct dec d = { v->mv_data, v->mv_size };
+    const char **slots[MSG_NSTR];
+    memset(m, 0, sizeof *m);
+    if (dec_format(&d) || dec_u64(&d, &m->received_ms) || dec_u8(&d, &m->state))
+        return STORE_E_CORRUPT;
+    msg_slots(m, slots);
+    return dec_block(&d, MSG_NSTR, slots, &m->raw, &m->raw_len, owner);
+}
+
+static int dec_err(const MDB_val *v, struct store_err *e, void **owner)
+{
+    struct dec d = { v->mv_data, v->mv_size };
+    const char **slots[ERR_NSTR];
+    memset(e, 0, sizeof *e);
+    if (dec_format(&d) || dec_u64(&d, &e->received_ms))
+        return STORE_E_CORRUPT;
+    err_slots(e, slots);
+    return dec_block(&d, ERR_NSTR, slots, &e->raw, &e->raw_len, owner);
+}
+
+/* An audit value is its encoding then the hash; check the encoding's
+ * shape so that a damaged length is reported as such. */
+static int dec_audit_shape(const MDB_val *v)
+{
+    if (v->mv_size < HASH_LEN)
+        return STORE_E_CORRUPT;
+    struct dec d = { v->mv_data, v->mv_size - HASH_LEN };
+    uint64_t t;
+    const uint8_t *s;
+    size_t n;
+    if (dec_format(&d) || dec_u64(&d, &t))
+        return STORE_E_CORRUPT;
+    for (int i = 0; i < AUDIT_NSTR; i++)
+        if (dec_str(&d, &s, &n))
+            return STORE_E_CORRUPT;
+    return d.left == 0 ? 0 : STORE_E_CORRUPT;
+}
+
+/* SHA-256(prev || data). */
+static int chain_hash(const uint8_t prev[HASH_LEN], const void *data, size_t len,
+                      uint8_t out[HASH_LEN])
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned int n = 0;
+    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)
+             && EVP_DigestUpdate(ctx, prev, HASH_LEN)
+             && EVP_DigestUpdate(ctx, data, len)
+             && EVP_DigestFinal_ex(ctx, out, &n) && n == HASH_LEN;
+    EVP_MD_CTX_free(ctx);
+    return ok ? 0 : STORE_E_NOMEM;
+}
+
+/* ------------------------------------------------------------ opening */
+
+static uint64_t page_round(uint64_t v)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    uint64_t p = pg > 0 ? (uint64_t)pg : 4096;
+    return (v + p - 1) / p * p;
+}
+
+/* The last 8-byte key of a database, or 0 when it is empty. */
+static int last_key(struct store *s, MDB_txn *txn, int db, uint64_t *out, MDB_val *val)
+{
+    MDB_cursor *c;
+    MDB_val k, v;
+    int rc = mdb_cursor_open(txn, s->dbi[db], &c);
+    if (rc)
+        return fail(s, rc, "cursor");
+    rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+    mdb_cursor_close(c);
+    *out = 0;
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc)
+        return fail(s, rc, db_names[db]);
+    if (k.mv_size != 8) {
+        snprintf(s->err, sizeof s->err, "store %s: database %s has a key of %zu bytes "
+                 "(8 expected)", s->dir, db_names[db], k.mv_size);
+        return STORE_E_CORRUPT;
+    }
+    *out = get_be64(k.mv_data);
+    if (val)
+        *val = v;
+    return 0;
+}
+
+/* Next ids and the audit chain's head, from what is on disk. */
+static int load_counters(struct store *s, MDB_txn *txn)
+{
+    uint64_t last_msg, last_err, last_audit;
+    MDB_val last_val = { 0, NULL };
+    int rc;
+    if ((rc = last_key(s, txn, DB_MESSAGES, &last_msg, NULL))
+        || (rc = last_key(s, txn, DB_ERRORS, &last_err, NULL))
+        || (rc = last_key(s, txn, DB_AUDIT, &last_audit, &last_val)))
+        return rc;
+    s->next_msg = last_msg + 1;
+    s->next_err = last_err + 1;
+
+    /* The chain continues from the head kept in meta. Should the records
+     * and the head disagree (records removed or added by hand), carry on
+     * past both without overwriting anything: store_audit_verify reports
+     * the gap. */
+    MDB_val k = { sizeof META_AUDIT_HEAD - 1, (void *)META_AUDIT_HEAD }, h;
+    uint64_t head_seq = 0;
+    memset(s->audit_hash, 0, HASH_LEN);
+    rc = mdb_get(txn, s->dbi[DB_META], &k, &h);
+    if (rc == 0) {
+        if (h.mv_size != 8 + HASH_LEN)
+            return fail_code(s, STORE_E_CORRUPT, "meta audit_head has the wrong size");
+        head_seq = get_be64(h.mv_data);
+        memcpy(s->audit_hash, (uint8_t *)h.mv_data + 8, HASH_LEN);
+    } else if (rc != MDB_NOTFOUND) {
+        return fail(s, rc, "meta audit_head");
+    }
+    if (last_audit > head_seq) {
+        if (last_val.mv_size < HASH_LEN)
+            return fail_code(s, STORE_E_CORRUPT, "the last audit record is too short");
+        memcpy(s->audit_hash, (uint8_t *)last_val.mv_data + last_val.mv_size - HASH_LEN,
+               HASH_LEN);
+        head_seq = last_audit;
+    }
+    s->next_audit = head_seq + 1;
+    return 0;
+}
+
+/* Open the databases, check or write the schema version, load counters. */
+static int open_dbs(struct store *s)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc)
+        return fail(s, rc, "cannot begin the opening transaction");
+    if ((rc = mdb_dbi_open(txn, db_names[DB_META], MDB_CREATE, &s->dbi[DB_META]))) {
+        rc = fail(s, rc, "cannot open database meta");
+        goto out;
+    }
+    MDB_val k = { sizeof META_SCHEMA - 1, (void *)META_SCHEMA }, v;
+    rc = mdb_get(txn, s->dbi[DB_META], &k, &v);
+    if (rc == 0) {
+        if (v.mv_size != 4) {
+            rc = fail_code(s, STORE_E_CORRUPT, "meta schema_version is not 4 bytes");
+            goto out;
+        }
+        uint32_t have = get_be32(v.mv_data);
+        if (have > STORE_SCHEMA_VERSION) {
+            snprintf(s->err, sizeof s->err, "store %s was written by a newer hl7broker "
+                     "(schema version %u); this one reads schema version %u at most",
+                     s->dir, have, STORE_SCHEMA_VERSION);
+            rc = STORE_E_SCHEMA;
+            goto out;
+        }
+        if (have < 1) {
+            rc = fail_code(s, STORE_E_CORRUPT, "meta schema_version is 0");
+            goto out;
+        }
+    } else if (rc == MDB_NOTFOUND) {
+        uint8_t ver[4];
+        put_be32(ver, STORE_SCHEMA_VERSION);
+        MDB_val nv = { sizeof ver, ver };
+        if ((rc = mdb_put(txn, s->dbi[DB_META], &k, &nv, 0))) {
+            rc = fail(s, rc, "cannot write the schema version");
+            goto out;
+        }
+    } else {
+        rc = fail(s, rc, "cannot read the schema version");
+        goto out;
+    }
+    for (int i = 0; i < DB_COUNT; i++) {
+        if (i == DB_META)
+            continue;
+        if ((rc = mdb_dbi_open(txn, db_names[i], MDB_CREATE, &s->dbi[i]))) {
+            char what[64];
+            snprintf(what, sizeof what, "cannot open database %s", db_names[i]);
+            rc = fail(s, rc, what);
+            goto out;
+        }
+    }
+    if ((rc = load_counters(s, txn)))
+        goto out;
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc)
+        rc = fail(s, rc, "cannot commit the opening transaction");
+out:
+    if (txn)
+        mdb_txn_abort(txn);
+    return rc;
+}
+
+/* Create and open the environment at s->dir with at least map bytes. */
+static int open_env(struct store *s, uint64_t map)
+{
+    char path[4096];
+    struct stat st;
+    int rc;
+    snprintf(path, sizeof path, "%s/data.mdb", s->dir);
+    if (stat(path, &st) == 0 && (uint64_t)st.st_size > map)
+        map = (uint64_t)st.st_size;
+    map = page_round(map);
+    if ((rc = mdb_env_create(&s->env)))
+        return fail(s, rc, "cannot create the environment");
+    if ((rc = mdb_env_set_maxdbs(s->env, MAX_DBS))
+        || (rc = mdb_env_set_mapsize(s->env, (size_t)map)))
+        return fail(s, rc, "cannot configure the environment");
+    /* Never MDB_NOSYNC, MDB_NOMETASYNC or MDB_MAPASYNC: a commit is durable. */
+    if ((rc = mdb_env_open(s->env, s->dir, MDB_NOTLS, 0600)))
+        return fail(s, rc, "cannot open the environment");
+    /* Keep the size the store last ran with if that is larger (it grew). */
+    MDB_envinfo info;
+    if ((rc = mdb_env_set_mapsize(s->env, 0)))
+        return fail(s, rc, "cannot size the map");
+    mdb_env_info(s->env, &info);
+    if (info.me_mapsize < map) {
+        if ((rc = mdb_env_set_mapsize(s->env, (size_t)map)))
+            return fail(s, rc, "cannot size the map");
+        mdb_env_info(s->env, &info);
+    }
+    s->map_size = info.me_mapsize;
+    if (s->map_max < s->map_size)
+        s->map_max = s->map_size;
+    /* Reader slots of crashed processes (an hl7ctl killed mid-read) would
+     * pin old pages and make the file grow for nothing. */
+    int dead;
+    mdb_reader_check(s->env, &dead);
+    return open_dbs(s);
+}
+
+int store_open(const struct store_opts *o, struct store **out, char *detail, size_t dlen)
+{
+    struct store *s = NULL;
+    int rc;
+    *out = NULL;
+    if (detail && dlen)
+        detail[0] = '\0';
+    if (!o || !o->dir || !o->dir[0]) {
+        if (detail && dlen)
+            snprintf(detail, dlen, "store: no data directory given");
+        return STORE_E_INVAL;
+    }
+    if (!(s = calloc(1, sizeof *s)) || !(s->dir = strdup(o->dir))) {
+        if (detail && dlen)
+            snprintf(detail, dlen, "store %s: out of memory", o->dir);
+        rc = STORE_E_NOMEM;
+        goto out;
+    }
+    s->txn.s = s;
+    s->map_max = o->map_max;
+    if (mkdir(o->dir, 0700) && errno != EEXIST) {
+        rc = fail(s, errno, "cannot create the directory");
+        goto out;
+    }
+    struct stat st;
+    if (stat(o->dir, &st)) {
+        rc = fail(s, errno, "cannot stat the directory");
+        goto out;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        rc = fail(s, ENOTDIR, "cannot use the directory");
+        goto out;
+    }
+    rc = open_env(s, o->map_initial ? o->map_initial : DEFAULT_MAP);
+out:
+    if (rc) {
+        if (detail && dlen && s)
+            snprintf(detail, dlen, "%s", s->err);
+        store_close(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+void store_close(struct store *s)
+{
+    if (!s)
+        return;
+    store_abort(&s->txn);
+    if (s->env)
+        mdb_env_close(s->env);
+    free(s->dir);
+    free(s);
+}
+
+uint64_t store_map_size(const struct store *s)
+{
+    return s->map_size;
+}
+
+uint64_t store_map_max(const struct store *s)
+{
+    return s->map_max;
+}
+
+static int ensure_env(struct store *s);
+
+int store_grow(struct store *s)
+{
+    if (s->txn.txn)
+        return fail_code(s, STORE_E_INVAL, "store_grow with a transaction open");
+    int rc = ensure_env(s);
+    if (rc)
+        return rc;
+    /* A dead process's reader slot may be what filled the map. */
+    int dead;
+    mdb_reader_check(s->env, &dead);
+    uint64_t want = s->map_size > s->map_max / 2 ? s->map_max : s->map_size * 2;
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg > 0)
+        want -= want % (uint64_t)pg;
+    if (want <= s->map_size) {
+        snprintf(s->err, sizeof s->err, "store %s: the map is at its ceiling of %llu bytes",
+                 s->dir, (unsigned long long)s->map_max);
+        return STORE_E_FULL;
+    }
+    rc = mdb_env_set_mapsize(s->env, (size_t)want);
+    if (rc)
+        return fail(s, rc, "cannot grow the map");
+    MDB_envinfo info;
+    mdb_env_info(s->env, &info);
+    s->map_size = info.me_mapsize;
+    return 0;
+}
+
+/* ------------------------------------------------------------ transactions */
+
+/* Another process grew the map: adopt its size. */
+static int adopt_map_size(struct store *s)
+{
+    int rc = mdb_env_set_mapsize(s->env, 0);
+    if (rc)
+        return rc;
+    MDB_envinfo info;
+    mdb_env_info(s->env, &info);
+    s->map_size = info.me_mapsize;
+    if (s->map_max < s->map_size)
+        s->map_max = s->map_size;
+    return 0;
+}
+
+/* After a failed meta page write LMDB refuses every transaction
+ * (MDB_PANIC) until the environment is reopened; the file itself still
+ * holds the last good commit. */
+static int reopen(struct store *s)
+{
+    if (s->env)
+        mdb_env_close(s->env);
+    s->env = NULL;
+    int rc = open_env(s, s->map_size);
+    if (rc && s->env) {
+        /* Try again on the next call rather than use a half-open env. */
+        mdb_env_close(s->env);
+        s->env = NULL;
+    }
+    return rc;
+}
+
+/* A reopen that failed left no environment: try again now. */
+static int ensure_env(struct store *s)
+{
+    return s->env ? 0 : reopen(s);
+}
+
+static int begin_read(struct store *s, MDB_txn **txn)
+{
+    int rc = ensure_env(s);
+    if (rc)
+        return rc;
+    rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
+    if (rc == MDB_MAP_RESIZED && s->txn.txn == NULL && adopt_map_size(s) == 0)
+        rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
+    return rc ? fail(s, rc, "cannot begin a read transaction") : 0;
+}
+
+int store_begin(struct store *s, struct store_txn **out)
+{
+    struct store_txn *t = &s->txn;
+    *out = NULL;
+    if (t->txn)
+        return fail_code(s, STORE_E_INVAL, "store_begin with a transaction already open");
+    int rc = ensure_env(s);
+    if (rc)
+        return rc;
+    rc = mdb_txn_begin(s->env, NULL, 0, &t->txn);
+    if (rc == MDB_MAP_RESIZED && (rc = adopt_map_size(s)) == 0)
+        rc = mdb_txn_begin(s->env, NULL, 0, &t->txn);
+    if (rc == MDB_PANIC) {
+        int r2 = reopen(s);
+        if (r2)
+            return r2;
+        rc = mdb_txn_begin(s->env, NULL, 0, &t->txn);
+    }
+    if (rc) {
+        t->txn = NULL;
+        return fail(s, rc, "cannot begin a write transaction");
+    }
+    t->failed = 0;
+    t->next_msg = s->next_msg;
+    t->next_err = s->next_err;
+    t->next_audit = s->next_audit;
+    memcpy(t->audit_hash, s->audit_hash, HASH_LEN);
+    *out = t;
+    return 0;
+}
+
+/* The transaction is gone: forget what it would have written. */
+static void rewind_counters(struct store_txn *t)
+{
+    struct store *s = t->s;
+    s->next_msg = t->next_msg;
+    s->next_err = t->next_err;
+    s->next_audit = t->next_audit;
+    memcpy(s->audit_hash, t->audit_hash, HASH_LEN);
+}
+
+int store_commit(struct store_txn *t)
+{
+    if (!t || !t->txn)
+        return STORE_E_INVAL;
+    struct store *s = t->s;
+    if (t->failed) {
+        int rc = t->failed;
+        store_abort(t);
+        return rc;
+    }
+    int rc = mdb_txn_commit(t->txn);
+    t->txn = NULL;
+    if (rc) {
+        rewind_counters(t);
+        return fail(s, rc, "commit failed");
+    }
+    return 0;
+}
+
+void store_abort(struct store_txn *t)
+{
+    if (!t || !t->txn)
+        return;
+    mdb_txn_abort(t->txn);
+    t->txn = NULL;
+    rewind_counters(t);
+}
+
+/* A usable write transaction, or the error it already had. */
+static int txn_check(struct store_txn *t)
+{
+    if (!t || !t->txn)
+        return STORE_E_INVAL;
+    return t->failed;
+}
+
+/* Any failure of a write leaves the transaction to be aborted. */
+static int put(struct store_txn *t, int db, MDB_val *k, MDB_val *v, unsigned flags)
+{
+    int rc = mdb_put(t->txn, t->s->dbi[db], k, v, flags);
+    if (rc) {
+        char what[64];
+        snprintf(what, sizeof what, "cannot write to %s", db_names[db]);
+        t->failed = fail(t->s, rc, what);
+        return t->failed;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ records */
+
+/* The dedup database key for a dedup key (long ones shortened). */
+static int dedup_db_key(const char *key, size_t len, uint8_t tmp[DEDUP_KEY_MAX], MDB_val *k)
+{
+    if (len <= DEDUP_KEY_MAX) {
+        k->mv_data = (void *)key;
+        k->mv_size = len;
+        return 0;
+    }
+    unsigned int n = 0;
+    memcpy(tmp, key, DEDUP_KEEP);
+    if (!EVP_Digest(key, len, tmp + DEDUP_KEEP, &n, EVP_sha256(), NULL) || n != HASH_LEN)
+        return STORE_E_NOMEM;
+    k->mv_data = tmp;
+    k->mv_size = DEDUP_KEY_MAX;
+    return 0;
+}
+
+static bool is_nhs_number(const char *v)
+{
+    if (!v)
+        return false;
+    for (size_t i = 0; i < NHS_LEN; i++)
+        if (v[i] < '0' || v[i] > '9')
+            return false;
+    return v[NHS_LEN] == '\0';
+}
+
+int store_put_message(struct store_txn *t, const struct store_msg *m,
+                      const char *dedup_key, size_t dedup_len,
+                      const char *ack, size_t ack_len, uint64_t *id)
+{
+    int rc = txn_check(t);
+    if (rc)
+        return rc;
+    struct store *s = t->s;
+    const char *strs[MSG_NSTR];
+    if (!m || (!m->raw && m->raw_len) || (!ack && ack_len) || (!dedup_key && dedup_len))
+        return fail_code(s, STORE_E_INVAL, "store_put_message: invalid argument");
+    msg_strs(m, strs);
+    for (int i = 0; i < MSG_NSTR; i++)
+        if (!str_ok(strs[i]))
+            return fail_code(s, STORE_E_INVAL, "store_put_message: a field is over 4 GiB");
+
+    uint64_t msg_id = s->next_msg;
+    uint8_t kb[8];
+    put_be64(kb, msg_id);
+    struct enc e = { NULL, 0 };
+    enc_msg(&e, m);
+    MDB_val k = { sizeof kb, kb }, v = { e.n, NULL };
+    if ((rc = put(t, DB_MESSAGES, &k, &v, MDB_APPEND | MDB_RESERVE)))
+        return rc;
+    e = (struct enc){ v.mv_data, 0 };
+    enc_msg(&e, m);
+
+    if (is_nhs_number(m->nhs_number)) {
+        uint8_t pk[NHS_LEN + 8];
+        memcpy(pk, m->nhs_number, NHS_LEN);
+        put_be64(pk + NHS_LEN, msg_id);
+        MDB_val key = { sizeof pk, pk }, empty = { 0, NULL };
+        if ((rc = put(t, DB_BY_PATIENT, &key, &empty, 0)))
+            return rc;
+    }
+
+    if (dedup_len) {
+        uint8_t tmp[DEDUP_KEY_MAX];
+        MDB_val key;
+        if ((rc = dedup_db_key(dedup_key, dedup_len, tmp, &key)))
+            return t->failed = fail_code(s, rc, "cannot hash a dedup key");
+        MDB_val dv = { 8 + ack_len, NULL };
+        if ((rc = put(t, DB_DEDUP, &key, &dv, MDB_RESERVE)))
+            return rc;
+        put_be64(dv.mv_data, msg_id);
+        if (ack_len)
+            memcpy((uint8_t *)dv.mv_data + 8, ack, ack_len);
+    }
+    s->next_msg = msg_id + 1;
+    if (id)
+        *id = msg_id;
+    return 0;
+}
+
+int store_dedup_get(struct store_txn *t, const char *key, size_t len,
+                    uint64_t *id, char **ack, size_t *ack_len)
+{
+    int rc = txn_check(t);
+    if (rc)
+        return rc;
+    struct store *s = t->s;
+    if (!key || !len)
+        return STORE_E_NOT_FOUND;
+    uint8_t tmp[DEDUP_KEY_MAX];
+    MDB_val k, v;
+    if ((rc = dedup_db_key(key, len, tmp, &k)))
+        return fail_code(s, rc, "cannot hash a dedup key");
+    rc = mdb_get(t->txn, s->dbi[DB_DEDUP], &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return STORE_E_NOT_FOUND;
+    if (rc)
+        return fail(s, rc, "cannot read dedup");
+    if (v.mv_size < 8)
+        return fail_code(s, STORE_E_CORRUPT, "a dedup entry is shorter than 8 bytes");
+    size_t n = v.mv_size - 8;
+    if (ack) {
+        if (!(*ack = malloc(n + 1)))
+            return STORE_E_NOMEM;
+        memcpy(*ack, (uint8_t *)v.mv_data + 8, n);
+        (*ack)[n] = '\0';
+    }
+    if (ack_len)
+        *ack_len = n;
+    if (id)
+        *id = get_be64(v.mv_data);
+    return 0;
+}
+
+char *store_dedup_key(const char *source, const char *app, size_t app_len,
+                      const char *fac, size_t fac_len, const char *ctrl,
+                      size_t ctrl_len, size_t *len)
+{
+    size_t src_len = source ? strlen(source) : 0;
+    if (!app) app_len = 0;
+    if (!fac) fac_len = 0;
+    if (!ctrl) ctrl_len = 0;
+    size_t n = src_len + 1 + app_len + 1 + fac_len + 1 + ctrl_len;
+    char *k = malloc(n + 1), *p = k;
+    if (!k)
+        return NULL;
+    memcpy(p, source ? source : "", src_len), p += src_len, *p++ = '\0';
+    memcpy(p, app ? app : "", app_len), p += app_len, *p++ = '\0';
+    memcpy(p, fac ? fac : "", fac_len), p += fac_len, *p++ = '\0';
+    memcpy(p, ctrl ? ctrl : "", ctrl_len), p += ctrl_len, *p = '\0';
+    if (len)
+        *len = n;
+    return k;
+}
+
+int store_put_error(struct store_txn *t, const struct store_err *r, uint64_t *id)
+{
+    int rc = txn_check(t);
+    if (rc)
+        return rc;
+    struct store *s = t->s;
+    const char *strs[ERR_NSTR];
+    if (!r || (!r->raw && r->raw_len))
+        return fail_code(s, STORE_E_INVAL, "store_put_error: invalid argument");
+    err_strs(r, strs);
+    for (int i = 0; i < ERR_NSTR; i++)
+        if (!str_ok(strs[i]))
+            return fail_code(s, STORE_E_INVAL, "store_put_error: a field is over 4 GiB");
+    uint64_t err_id = s->next_err;
+    uint8_t kb[8];
+    put_be64(kb, err_id);
+    struct enc e = { NULL, 0 };
+    enc_err(&e, r);
+    MDB_val k = { sizeof kb, kb }, v = { e.n, NULL };
+    if ((rc = put(t, DB_ERRORS, &k, &v, MDB_APPEND | MDB_RESERVE)))
+        return rc;
+    e = (struct enc){ v.mv_data, 0 };
+    enc_err(&e, r);
+    s->next_err = err_id + 1;
+    if (id)
+        *id = err_id;
+    return 0;
+}
+
+int store_audit_append(struct store_txn *t, const struct store_audit *a, uint64_t *seq)
+{
+    int rc = txn_check(t);
+    if (rc)
+        return rc;
+    struct store *s = t->s;
+    const char *strs[AUDIT_NSTR];
+    if (!a)
+        return fail_code(s, STORE_E_INVAL, "store_audit_append: invalid argument");
+    audit_strs(a, strs);
+    for (int i = 0; i < AUDIT_NSTR; i++)
+        if (!str_ok(strs[i]))
+            return fail_code(s, STORE_E_INVAL, "store_audit_append: a field is over 4 GiB");
+    uint64_t n = s->next_audit;
+    uint8_t kb[8], head[8 + HASH_LEN];
+    put_be64(kb, n);
+    struct enc e = { NULL, 0 };
+    enc_audit(&e, a);
+    size_t body = e.n;
+    MDB_val k = { sizeof kb, kb }, v = { body + HASH_LEN, NULL };
+    if ((rc = put(t, DB_AUDIT, &k, &v, MDB_APPEND | MDB_RESERVE)))
+        return rc;
+    e = (struct enc){ v.mv_data, 0 };
+    enc_audit(&e, a);
+    uint8_t *hash = (uint8_t *)v.mv_data + body;
+    if ((rc = chain_hash(s->audit_hash, v.mv_data, body, hash)))
+        return t->failed = fail_code(s, rc, "cannot compute the audit hash");
+    put_be64(head, n);
+    memcpy(head + 8, hash, HASH_LEN);
+    MDB_val hk = { sizeof META_AUDIT_HEAD - 1, (void *)META_AUDIT_HEAD },
+            hv = { sizeof head, head };
+    if ((rc = put(t, DB_META, &hk, &hv, 0)))
+        return rc;
+    s->next_audit = n + 1;
+    memcpy(s->audit_hash, head + 8, HASH_LEN);
+    if (seq)
+        *seq = n;
+    return 0;
+}
+
+/* ------------------------------------------------------------ reading */
+
+static int get_record(struct store *s, int db, uint64_t id, void *rec, void **owner,
+                      int (*decode)(const MDB_val *, void *, void **))
+{
+    MDB_txn *txn;
+    uint8_t kb[8];
+    put_be64(kb, id);
+    MDB_val k = { sizeof kb, kb }, v;
+    *owner = NULL;
+    int rc = begin_read(s, &txn);
+    if (rc)
+        return rc;
+    rc = mdb_get(txn, s->dbi[db], &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        rc = STORE_E_NOT_FOUND;
+    } else if (rc) {
+        rc = fail(s, rc, db_names[db]);
+    } else if ((rc = decode(&v, rec, owner)) == STORE_E_CORRUPT) {
+        snprintf(s->err, sizeof s->err, "store %s: %s record %llu does not decode",
+                 s->dir, db_names[db], (unsigned long long)id);
+    }
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+static int dec_msg_any(const MDB_val *v, void *rec, void **owner)
+{
+    return dec_msg(v, rec, owner);
+}
+
+static int dec_err_any(const MDB_val *v, void *rec, void **owner)
+{
+    return dec_err(v, rec, owner);
+}
+
+int store_get_message(struct store *s, uint64_t id, struct store_msg *m, void **owner)
+{
+    return get_record(s, DB_MESSAGES, id, m, owner, dec_msg_any);
+}
+
+int store_get_error(struct store *s, uint64_t id, struct store_err *e, void **owner)
+{
+    return get_record(s, DB_ERRORS, id, e, owner, dec_err_any);
+}
+
+int store_count(struct store *s, const char *db, uint64_t *n)
+{
+    int i = 0;
+    while (i < DB_COUNT && (!db || strcmp(db, db_names[i]) != 0))
+        i++;
+    if (i == DB_COUNT)
+        return fail_code(s, STORE_E_NOT_FOUND, "store_count: no such database");
+    MDB_txn *txn;
+    MDB_stat st;
+    int rc = begin_read(s, &txn);
+    if (rc)
+        return rc;
+    rc = mdb_stat(txn, s->dbi[i], &st);
+    mdb_txn_abort(txn);
+    if (rc)
+        return fail(s, rc, db_names[i]);
+    *n = st.ms_entries;
+    return 0;
+}
+
+int store_audit_verify(struct store *s, uint64_t *checked, uint64_t *bad)
+{
+    MDB_txn *txn;
+    MDB_cursor *c = NULL;
+    MDB_val k, v;
+    uint8_t prev[HASH_LEN] = { 0 }, h[HASH_LEN];
+    uint64_t expect = 1, ok = 0, bad_seq = 0;
+    if (checked)
+        *checked = 0;
+    if (bad)
+        *bad = 0;
+    int rc = begin_read(s, &txn);
+    if (rc)
+        return rc;
+    if ((rc = mdb_cursor_open(txn, s->dbi[DB_AUDIT], &c))) {
+        rc = fail(s, rc, "audit");
+        goto out;
+    }
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT), expect++) {
+        /* Sequence numbers run 1, 2, 3, ... with no gap. */
+        if (k.mv_size != 8 || get_be64(k.mv_data) != expect || dec_audit_shape(&v)) {
+            bad_seq = expect;
+            break;
+        }
+        if ((rc = chain_hash(prev, v.mv_data, v.mv_size - HASH_LEN, h)))
+            goto out;
+        if (memcmp(h, (uint8_t *)v.mv_data + v.mv_size - HASH_LEN, HASH_LEN)) {
+            bad_seq = expect;
+            break;
+        }
+        memcpy(prev, h, HASH_LEN);
+        ok++;
+    }
+    if (rc && rc != MDB_NOTFOUND) {
+        rc = fail(s, rc, "audit");
+        goto out;
+    }
+    rc = 0;
+    if (!bad_seq) {
+        /* The head names the last record: records missing from the end, or
+         * added after it, show here. */
+        MDB_val hk = { sizeof META_AUDIT_HEAD - 1, (void *)META_AUDIT_HEAD }, hv;
+        uint64_t head_seq = 0;
+        int r2 = mdb_get(txn, s->dbi[DB_META], &hk, &hv);
+        if (r2 == 0 && hv.mv_size == 8 + HASH_LEN)
+            head_seq = get_be64(hv.mv_data);
+        else if (r2 == 0)
+            head_seq = UINT64_MAX;
+        else if (r2 != MDB_NOTFOUND) {
+            rc = fail(s, r2, "meta audit_head");
+            goto out;
+        }
+        if (head_seq != ok)
+            bad_seq = head_seq > ok ? ok + 1 : head_seq + 1;
+        else if (ok && memcmp((uint8_t *)hv.mv_data + 8, prev, HASH_LEN))
+            bad_seq = ok--;
+    }
+    if (bad_seq) {
+        snprintf(s->err, sizeof s->err, "store %s: the audit chain breaks at record %llu",
+                 s->dir, (unsigned long long)bad_seq);
+        rc = STORE_E_CORRUPT;
+    }
+out:
+    if (c)
+        mdb_cursor_close(c);
+    mdb_txn_abort(txn);
+    if (checked)
+        *checked = ok;
+    if (bad)
+        *bad = bad_seq;
+    return rc;
+}

@@ -432,7 +432,8 @@ static void fail_batch(struct ingest *in, struct item *head, int rc)
         in->stats.failed++;
     }
     log_error("ingest", "store write failed: messages refused with AR",
-              "error=%s messages=%zu", store_strerror(rc), in->n);
+              "error=%s detail=%s messages=%zu", store_strerror(rc),
+              store_last_error(in->store), in->n);
 }
 
 static int write_batch(struct ingest *in, struct item *head)

@@ -423,11 +423,15 @@ int hl7_parse(const char *buf, size_t len, const struct hl7_parse_opts *opts,
     const char *first = buf + lead;
     size_t avail = len - lead;
     if (avail < 3 || memcmp(first, "MSH", 3) != 0) {
-        hl7_set_error(err, HL7_E_NO_MSH, "", 0, 0, lead,
-                      "the first segment must be MSH; found %s",
-                      avail >= 3 && hl7_valid_seg_name(first, avail > 3 ? 4 : 3,
-                                                       avail > 3 ? first[3] : 0)
-                          ? "another segment" : "bytes that are not a segment");
+        if (avail >= 3 && hl7_valid_seg_name(first, 3, 0)) {
+            char name[4] = { first[0], first[1], first[2], 0 };
+            hl7_set_error(err, HL7_E_NO_MSH, name, 1, 0, lead,
+                          "the first segment must be MSH; found %s", name);
+        } else {
+            hl7_set_error(err, HL7_E_NO_MSH, "", 0, 0, lead,
+                          "the first segment must be MSH; found bytes that are not "
+                          "an HL7 segment");
+        }
         return HL7_E_NO_MSH;
     }
     size_t line = 0;

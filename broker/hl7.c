@@ -109,7 +109,8 @@ static inline void flatten(uint32_t *out, size_t *n, uint64_t m, uint32_t base)
     *n += cnt;
 }
 
-static uint64_t block_mask_scalar(const char *p, const struct scan_chars *sc)
+static __attribute__((unused)) uint64_t block_mask_scalar(const char *p,
+                                                          const struct scan_chars *sc)
 {
     uint64_t m = 0;
     for (int i = 0; i < 64; i++) {
@@ -138,6 +139,22 @@ static inline uint64_t block_mask_sse2(const char *p, const __m128i v[6])
 }
 
 __attribute__((target("avx2")))
+static inline uint64_t block_mask_avx2(const char *p, const __m256i v[6])
+{
+    uint64_t m = 0;
+    for (int h = 0; h < 2; h++) {
+        __m256i x = _mm256_loadu_si256((const __m256i *)(const void *)(p + 32 * h));
+        __m256i r = _mm256_or_si256(
+            _mm256_or_si256(_mm256_cmpeq_epi8(x, v[0]), _mm256_cmpeq_epi8(x, v[1])),
+            _mm256_or_si256(_mm256_cmpeq_epi8(x, v[2]), _mm256_cmpeq_epi8(x, v[3])));
+        r = _mm256_or_si256(r, _mm256_or_si256(_mm256_cmpeq_epi8(x, v[4]),
+                                               _mm256_cmpeq_epi8(x, v[5])));
+        m |= (uint64_t)(uint32_t)_mm256_movemask_epi8(r) << (32 * h);
+    }
+    return m;
+}
+
+__attribute__((target("avx2")))
 static size_t scan_avx2(const char *buf, size_t len, const struct scan_chars *sc,
                         uint32_t *out)
 {
@@ -146,23 +163,14 @@ static size_t scan_avx2(const char *buf, size_t len, const struct scan_chars *sc
         v[k] = _mm256_set1_epi8(sc->c[k]);
     size_t n = 0, i = 0;
     for (; i + 64 <= len; i += 64) {
-        uint64_t m = 0;
-        for (int h = 0; h < 2; h++) {
-            __m256i x = _mm256_loadu_si256((const __m256i *)(const void *)(buf + i + 32 * h));
-            __m256i r = _mm256_or_si256(
-                _mm256_or_si256(_mm256_cmpeq_epi8(x, v[0]), _mm256_cmpeq_epi8(x, v[1])),
-                _mm256_or_si256(_mm256_cmpeq_epi8(x, v[2]), _mm256_cmpeq_epi8(x, v[3])));
-            r = _mm256_or_si256(r, _mm256_or_si256(_mm256_cmpeq_epi8(x, v[4]),
-                                                   _mm256_cmpeq_epi8(x, v[5])));
-            m |= (uint64_t)(uint32_t)_mm256_movemask_epi8(r) << (32 * h);
-        }
+        uint64_t m = block_mask_avx2(buf + i, v);
         if (m)
             flatten(out, &n, m, (uint32_t)i);
     }
     if (i < len) {
-        char tail[64] = { 0 };
+        char tail[64] = { 0 };     /* zeros match no delimiter */
         memcpy(tail, buf + i, len - i);
-        uint64_t m = block_mask_scalar(tail, sc);
+        uint64_t m = block_mask_avx2(tail, v);
         if (m)
             flatten(out, &n, m, (uint32_t)i);
     }
@@ -198,9 +206,13 @@ static size_t scan_structurals(const char *buf, size_t len,
             flatten(out, &n, m, (uint32_t)i);
     }
     if (i < len) {
-        char tail[64] = { 0 };
+        char tail[64] = { 0 };     /* zeros match no delimiter */
         memcpy(tail, buf + i, len - i);
+#ifdef HL7_X86
+        uint64_t m = block_mask_sse2(tail, v);
+#else
         uint64_t m = block_mask_scalar(tail, sc);
+#endif
         if (m)
             flatten(out, &n, m, (uint32_t)i);
     }
@@ -434,8 +446,10 @@ int hl7_parse(const char *buf, size_t len, const struct hl7_parse_opts *opts,
         }
         return HL7_E_NO_MSH;
     }
+    /* MSH-1 and MSH-2 sit in the first dozen bytes: look no further for
+       them (the segment end is found by the scan below). */
     size_t line = 0;
-    while (line < avail && first[line] != '\r' && first[line] != '\n')
+    while (line < avail && line < 16 && first[line] != '\r' && first[line] != '\n')
         line++;
 
     /* One allocation holds the message, a first segment table and, for
@@ -463,13 +477,6 @@ int hl7_parse(const char *buf, size_t len, const struct hl7_parse_opts *opts,
     rc = read_delims(first, line, lead, &m->d, err);
     if (rc)
         goto fail;
-    if (line < avail) {
-        m->term[0] = first[line];
-        if (first[line] == '\r' && line + 1 < avail && first[line + 1] == '\n')
-            m->term[1] = '\n';
-    } else {
-        m->term[0] = '\r';
-    }
 
     /* Large input: room for every byte being a delimiter would be 4x the
        input, so start from a typical density and grow for dense input. */
@@ -535,6 +542,11 @@ int hl7_parse(const char *buf, size_t len, const struct hl7_parse_opts *opts,
         g->tail = end;
         g->tail_len = (uint32_t)(next - end);
     }
+    /* edited and inserted segments end like the first one did */
+    const struct hl7_seg *g0 = &m->segs[0];
+    m->term[0] = g0->tail_len ? g0->tail[0] : '\r';
+    if (g0->tail_len > 1 && g0->tail[0] == '\r' && g0->tail[1] == '\n')
+        m->term[1] = '\n';
     if ((rc = check_header(m, err)))
         goto fail;
     *out = m;

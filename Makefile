@@ -50,6 +50,10 @@ FUZZ_NAMES := $(FUZZ_SRC:test/fuzz/%.c=%)
 REPLAY_BIN := $(FUZZ_NAMES:%=$(BUILD)/test/replay_%)
 
 BENCH_BIN := $(BUILD)/test/bench_hl7
+# The MLLP load generator (the ingest tests use it too) and the LMDB
+# commit probe, at the tree's normal -O2.
+MLLP_LOAD   := $(BUILD)/test/mllp_load
+LMDB_COMMIT := $(BUILD)/test/lmdb_commit
 
 .PHONY: all deps deps-fuzz test run bench fuzz install clean check-config
 all: $(BROKERD) $(HL7CTL)
@@ -88,7 +92,15 @@ $(BENCH_BIN): $(BUILD)/test/bench/bench_hl7.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
-test: all $(UNIT_BIN) $(REPLAY_BIN)
+$(MLLP_LOAD): $(BUILD)/test/bench/mllp_load.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(LMDB_COMMIT): $(BUILD)/test/bench/lmdb_commit.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -llmdb
+
+test: all $(UNIT_BIN) $(REPLAY_BIN) $(MLLP_LOAD)
 	@BUILD=$(BUILD) sh test/run-tests.sh
 
 run: all
@@ -102,13 +114,19 @@ check-config: all
 bench: deps
 	@CFLAGS="-O3 -g -march=native" $(MAKE) --no-print-directory SANITIZER= \
 	    BUILD=build/bench build/bench/test/bench_hl7
-	@sh test/bench/run.sh build/bench/test/bench_hl7
+	@$(MAKE) --no-print-directory SANITIZER= all build/default/test/mllp_load \
+	    build/default/test/lmdb_commit
+	@INGEST_BUILD=build/default sh test/bench/run.sh build/bench/test/bench_hl7
 
 # libFuzzer builds with clang, in a tree of their own. New inputs collect
-# in $(FUZZ_BUILD)/new and only those that add coverage are merged into the
-# committed corpus; a crash leaves its input as $(FUZZ_BUILD)/<target>-crash-*.
+# in $(FUZZ_BUILD)/new (kept between runs) and only those that reach new
+# edges are merged into the committed corpus (-use_counters=0: edges, not
+# hit counts), which so stays small. A crash leaves its input as
+# $(FUZZ_BUILD)/<target>-crash-*; the other targets still run.
 FUZZ_BUILD := build/fuzz
-FUZZ_LIB_SRC := $(LIB_SRC)
+# The targets exercise the codec only: linking the whole library would tie
+# them to every module (and its link flags) for nothing.
+FUZZ_LIB_SRC := broker/buf.c $(filter broker/hl7.c broker/hl7_%.c,$(LIB_SRC))
 fuzz: deps deps-fuzz
 	@mkdir -p $(FUZZ_BUILD)
 	@set -e; for t in $(FUZZ_NAMES); do \
@@ -118,18 +136,23 @@ fuzz: deps deps-fuzz
 	    -o $(FUZZ_BUILD)/$$t \
 	    test/fuzz/$$t.c $(FUZZ_LIB_SRC) $(PKG_LIBS); \
 	done
-	@set -e; for t in $(FUZZ_NAMES); do \
+	@fail=""; for t in $(FUZZ_NAMES); do \
 	  mkdir -p test/fuzz/corpus/$$t $(FUZZ_BUILD)/new/$$t; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
 	  $(FUZZ_BUILD)/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
 	    -dict=test/fuzz/hl7.dict -artifact_prefix=$(FUZZ_BUILD)/$$t- \
-	    $(FUZZ_BUILD)/new/$$t test/fuzz/corpus/$$t; \
+	    $(FUZZ_BUILD)/new/$$t test/fuzz/corpus/$$t || fail="$$fail $$t"; \
 	  echo "fuzz: $$t: merging what adds coverage into test/fuzz/corpus/$$t"; \
-	  $(FUZZ_BUILD)/$$t -merge=1 -max_len=65536 test/fuzz/corpus/$$t \
+	  $(FUZZ_BUILD)/$$t -merge=1 -use_counters=0 -max_len=65536 \
+	    -artifact_prefix=$(FUZZ_BUILD)/$$t- test/fuzz/corpus/$$t \
 	    $(FUZZ_BUILD)/new/$$t >$(FUZZ_BUILD)/$$t-merge.log 2>&1 \
-	    || { tail -n 30 $(FUZZ_BUILD)/$$t-merge.log; exit 1; }; \
+	    || { tail -n 30 $(FUZZ_BUILD)/$$t-merge.log; fail="$$fail $$t"; }; \
 	  tail -n 1 $(FUZZ_BUILD)/$$t-merge.log; \
-	done
+	done; \
+	if [ -n "$$fail" ]; then \
+	  echo "fuzz: crashes in:$$fail; the inputs are $(FUZZ_BUILD)/<target>-crash-*"; \
+	  exit 1; \
+	fi
 
 install: all
 	install -d $(DESTDIR)$(prefix)/bin $(DESTDIR)$(prefix)/share/hl7broker

@@ -1,7 +1,14 @@
 /*
- * adapters.c: the registry of adapter types. A new type adds its schema
- * (and, once adapters run, its struct adapter_type) here.
+ * adapters.c: the registries of adapter types: their config schemas (for
+ * the loader) and their tables of functions (for the core), and making
+ * and freeing instances. A new type adds an entry to each list.
  */
+#include "adapter.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "adapter_config.h"
 
 const struct config_adapter_schema *const config_adapter_schemas[] = {
@@ -9,3 +16,55 @@ const struct config_adapter_schema *const config_adapter_schemas[] = {
     &file_config_schema,
     NULL,
 };
+
+extern const struct adapter_type mllp_adapter;
+
+static const struct adapter_type *const adapter_types[] = {
+    &mllp_adapter,
+    NULL,
+};
+
+const struct adapter_type *adapter_type_find(const char *name)
+{
+    for (size_t i = 0; name && adapter_types[i]; i++)
+        if (strcmp(adapter_types[i]->name, name) == 0)
+            return adapter_types[i];
+    return NULL;
+}
+
+struct adapter *adapter_new_source(const struct config_source *src, struct event_base *base,
+                                   struct ingest *ingest, char *err, size_t errlen)
+{
+    const struct adapter_type *t = adapter_type_find(src->type);
+    if (!t || !(t->roles & ADAPTER_SOURCE)) {
+        snprintf(err, errlen, "adapter type \"%s\" cannot run as a source yet", src->type);
+        return NULL;
+    }
+    struct adapter *a = calloc(1, sizeof *a);
+    if (!a || !(a->state = calloc(1, t->state_size ? t->state_size : 1))) {
+        free(a);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    a->type = t;
+    a->name = src->name;
+    a->role = ADAPTER_SOURCE;
+    a->src = src;
+    a->ingest = ingest;
+    a->base = base;
+    if (t->configure(a, err, errlen) != 0) {
+        adapter_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+void adapter_free(struct adapter *a)
+{
+    if (!a)
+        return;
+    if (a->type && a->type->stop)
+        a->type->stop(a);
+    free(a->state);
+    free(a);
+}

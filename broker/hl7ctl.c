@@ -257,8 +257,11 @@ static int cmd_parse(int argc, char **argv)
 
 /* ---------------------------------------------------------------- main */
 
+int cmd_send(int argc, char **argv);   /* ctl_send.c */
+
 static const struct command commands[] = {
     { "parse", cmd_parse, "print HL7 v2 messages as a tree of paths and values" },
+    { "send", cmd_send, "send HL7 v2 messages over MLLP (or TLS) and print each ACK" },
 };
 
 static void usage(FILE *f)

@@ -56,6 +56,8 @@ MLLP_LOAD   := $(BUILD)/test/mllp_load
 LMDB_COMMIT := $(BUILD)/test/lmdb_commit
 
 .PHONY: all deps deps-fuzz test run bench fuzz install clean check-config
+# Keep test and tool objects between runs (they are intermediate files).
+.SECONDARY:
 all: $(BROKERD) $(HL7CTL)
 
 deps:

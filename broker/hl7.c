@@ -437,8 +437,11 @@ int hl7_parse(const char *buf, size_t len, const struct hl7_parse_opts *opts,
     if (avail < 3 || memcmp(first, "MSH", 3) != 0) {
         if (avail >= 3 && hl7_valid_seg_name(first, 3, 0)) {
             char name[4] = { first[0], first[1], first[2], 0 };
+            bool batch = strcmp(name, "FHS") == 0 || strcmp(name, "BHS") == 0;
             hl7_set_error(err, HL7_E_NO_MSH, name, 1, 0, lead,
-                          "the first segment must be MSH; found %s", name);
+                          "the first segment must be MSH; found %s%s", name,
+                          batch ? ": a batch must be split into its messages, sent one "
+                                  "per MLLP frame" : "");
         } else {
             hl7_set_error(err, HL7_E_NO_MSH, "", 0, 0, lead,
                           "the first segment must be MSH; found bytes that are not "

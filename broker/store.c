@@ -232,7 +232,7 @@ static bool str_ok(const char *v)
 }
 
 /* The string fields of each record, in encoding order. */
-#define MSG_NSTR 11
+#define MSG_NSTR 12
 #define ERR_NSTR 5
 #define AUDIT_NSTR 5
 
@@ -240,7 +240,7 @@ static void msg_strs(const struct store_msg *m, const char *v[MSG_NSTR])
 {
     const char *f[MSG_NSTR] = { m->source, m->peer, m->tls_subject, m->kind, m->code,
                                 m->trigger, m->structure, m->control_id, m->sending_app,
-                                m->sending_fac, m->nhs_number };
+                                m->sending_fac, m->nhs_number, m->note };
     memcpy(v, f, sizeof f);
 }
 
@@ -248,7 +248,8 @@ static void msg_slots(struct store_msg *m, const char **v[MSG_NSTR])
 {
     const char **f[MSG_NSTR] = { &m->source, &m->peer, &m->tls_subject, &m->kind, &m->code,
                                  &m->trigger, &m->structure, &m->control_id,
-                                 &m->sending_app, &m->sending_fac, &m->nhs_number };
+                                 &m->sending_app, &m->sending_fac, &m->nhs_number,
+                                 &m->note };
     memcpy(v, f, sizeof f);
 }
 
@@ -1148,4 +1149,116 @@ out:
     if (bad)
         *bad = bad_seq;
     return rc;
+}
+
+/* ------------------------------------------------------------ the outbox */
+
+static const char META_DEST_PREFIX[] = "dest:";
+static const char META_DEST_NEXT[] = "dest_next";
+
+int store_dest_id(struct store_txn *t, const char *name, uint32_t *id)
+{
+    int rc = txn_check(t);
+    if (rc)
+        return rc;
+    struct store *s = t->s;
+    size_t n = strlen(name ? name : "");
+    if (n == 0 || n > 400)
+        return fail_code(s, STORE_E_INVAL, "a destination name of 1 to 400 bytes");
+    char key[sizeof META_DEST_PREFIX + 400];
+    memcpy(key, META_DEST_PREFIX, sizeof META_DEST_PREFIX - 1);
+    memcpy(key + sizeof META_DEST_PREFIX - 1, name, n);
+    MDB_val k = { sizeof META_DEST_PREFIX - 1 + n, key }, v;
+    rc = mdb_get(t->txn, s->dbi[DB_META], &k, &v);
+    if (rc == 0) {
+        if (v.mv_size != 4)
+            return fail_code(s, STORE_E_CORRUPT, "meta dest: entry has the wrong size");
+        *id = get_be32(v.mv_data);
+        return 0;
+    }
+    if (rc != MDB_NOTFOUND)
+        return fail(s, rc, "meta dest:");
+    /* a new destination: the next id, kept in meta in this transaction */
+    MDB_val nk = { sizeof META_DEST_NEXT - 1, (void *)META_DEST_NEXT }, nv;
+    uint32_t next = 1;
+    rc = mdb_get(t->txn, s->dbi[DB_META], &nk, &nv);
+    if (rc == 0 && nv.mv_size == 4)
+        next = get_be32(nv.mv_data);
+    else if (rc != MDB_NOTFOUND && rc != 0)
+        return fail(s, rc, "meta dest_next");
+    uint8_t idb[4], nextb[4];
+    put_be32(idb, next);
+    put_be32(nextb, next + 1);
+    MDB_val iv = { 4, idb }, xv = { 4, nextb };
+    if ((rc = put(t, DB_META, &k, &iv, 0)) || (rc = put(t, DB_META, &nk, &xv, 0)))
+        return rc;
+    *id = next;
+    return 0;
+}
+
+/* The next sequence number in dest's part of the outbox: one past the
+ * highest key with that prefix (dead letters keep their seq, so the
+ * highest of both). */
+static int next_seq(struct store_txn *t, int db, uint32_t dest, uint64_t *seq)
+{
+    struct store *s = t->s;
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(t->txn, s->dbi[db], &c);
+    if (rc)
+        return fail(s, rc, "cursor");
+    uint8_t kb[12];
+    put_be32(kb, dest + 1);
+    put_be64(kb + 4, 0);
+    MDB_val k = { 12, kb }, v;
+    rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    if (rc == 0)
+        rc = mdb_cursor_get(c, &k, &v, MDB_PREV);
+    else if (rc == MDB_NOTFOUND)
+        rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+    *seq = 1;
+    if (rc == 0 && k.mv_size == 12 && get_be32(k.mv_data) == dest)
+        *seq = get_be64((uint8_t *)k.mv_data + 4) + 1;
+    mdb_cursor_close(c);
+    if (rc && rc != MDB_NOTFOUND)
+        return fail(s, rc, db_names[db]);
+    return 0;
+}
+
+int store_enqueue(struct store_txn *t, const char *dest, uint64_t msg_id,
+                  const char *payload, size_t len, uint64_t *seq_out)
+{
+    uint32_t id;
+    int rc = store_dest_id(t, dest, &id);
+    if (rc)
+        return rc;
+    uint64_t seq, dead_seq;
+    if ((rc = next_seq(t, DB_OUTBOX, id, &seq)) || (rc = next_seq(t, DB_DEAD, id, &dead_seq)))
+        return rc;
+    if (dead_seq > seq)
+        seq = dead_seq;
+    /* outbox: msg id, attempts, next attempt (ms), last error */
+    uint8_t kb[12], vb[1 + 8 + 4 + 8 + 4];
+    put_be32(kb, id);
+    put_be64(kb + 4, seq);
+    vb[0] = FORMAT;
+    put_be64(vb + 1, msg_id);
+    put_be32(vb + 9, 0);
+    put_be64(vb + 13, 0);
+    put_be32(vb + 21, 0);
+    MDB_val k = { 12, kb }, v = { sizeof vb, vb };
+    if ((rc = put(t, DB_OUTBOX, &k, &v, MDB_NOOVERWRITE)))
+        return rc;
+    /* payloads: the bytes the destination receives */
+    uint8_t pk[12];
+    put_be32(pk, id);
+    put_be64(pk + 4, msg_id);
+    MDB_val pkv = { 12, pk }, pv = { len + 1, NULL };
+    if ((rc = put(t, DB_PAYLOADS, &pkv, &pv, MDB_RESERVE)))
+        return rc;
+    ((uint8_t *)pv.mv_data)[0] = FORMAT;
+    if (len)
+        memcpy((uint8_t *)pv.mv_data + 1, payload, len);
+    if (seq_out)
+        *seq_out = seq;
+    return 0;
 }

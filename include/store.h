@@ -20,7 +20,9 @@
  *                                  32-byte SHA-256 chain hash
  *   meta        name            -> value ("schema_version": u32;
  *                                  "audit_head": u64 last seq + its hash)
- *   outbox, payloads, dead      created empty, for routing
+ *   outbox      u32 destination id + u64 seq -> see store_enqueue
+ *   payloads    u32 destination id + u64 msg id -> the bytes to send
+ *   dead        u32 destination id + u64 seq (filled by delivery, later)
  * The encoding: after the format byte, fixed-width big-endian integers,
  * then each string as a u32 big-endian length and its bytes, in the order
  * of the struct's fields (a NULL string is stored as ""). Raw message
@@ -124,9 +126,20 @@ struct store_msg {
     const char *kind;           /* "hl7v2" (later "itk") */
     const char *code, *trigger, *structure, *control_id;
     const char *sending_app, *sending_fac, *nhs_number;
+    const char *note;           /* why the state is what it is (a transform error) */
     const char *raw;            /* the bytes as received */
     size_t      raw_len;
 };
+
+/* Queue payload for the destination named dest (its u32 id assigned on
+ * first use and kept in meta "dest:NAME"; "dest_next" holds the next):
+ * outbox[id + seq] = format, u64 msg id, u32 attempts (0), u64 next
+ * attempt ms (0: now), u32-length last error (""); payloads[id + msg id]
+ * = format, then the bytes. seq is one past the highest in the outbox or
+ * the dead letters for that destination, so it only ever increases. */
+int store_dest_id(struct store_txn *t, const char *name, uint32_t *id);
+int store_enqueue(struct store_txn *t, const char *dest, uint64_t msg_id,
+                  const char *payload, size_t len, uint64_t *seq);
 
 enum store_msg_state {
     STORE_MSG_ACCEPTED = 1,     /* stored, routing not yet done (no routes yet) */

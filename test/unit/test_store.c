@@ -467,7 +467,7 @@ static void test_message_encoding(void **state)
     be64(p, 1780000000123ull), p += 8;
     *p++ = STORE_MSG_ACCEPTED;
     const char *strs[] = { "rlh-pas", "10.1.2.3:5000", "CN=pas.rlh.example", "hl7v2", "ADT",
-                           "A01", "ADT_A01", "MSG0001", "PAS", "RLH", "9434765919" };
+                           "A01", "ADT_A01", "MSG0001", "PAS", "RLH", "9434765919", "" };
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         p += expect_str(p, strs[i]);
     memcpy(p, ADT, sizeof ADT - 1), p += sizeof ADT - 1;
@@ -1361,10 +1361,10 @@ static void test_corrupt_records(void **state)
         else
             corrupt++;
     }
-    /* The format byte and every byte of the 11 lengths (0xff anywhere in
+    /* The format byte and every byte of the 12 lengths (0xff anywhere in
      * one makes it 255 or more, past the end of this short value). */
     assert_true(n < 255 + 4 + 10);
-    assert_int_equal(corrupt, 1 + 11 * 4);
+    assert_int_equal(corrupt, 1 + 12 * 4);
     struct store_err gerr;
     assert_int_equal(store_get_error(s, 2, &gerr, &owner), STORE_E_CORRUPT);
     assert_int_equal(store_get_error(s, 1, &gerr, &owner), 0);
@@ -1381,6 +1381,62 @@ static void test_corrupt_records(void **state)
 }
 
 /* ------------------------------------------------------------ strerror */
+
+/* The outbox: destination ids assigned once and kept; seq increases per
+ * destination across transactions and reopens; an aborted enqueue leaves
+ * nothing; payloads hold the exact bytes. */
+static void test_outbox(void **state)
+{
+    struct fx *f = *state;
+    struct store *s = open_store(f, 0, 0);
+    struct store_txn *t;
+    struct store_msg m = sample_msg();
+    uint64_t seq;
+    uint32_t id;
+
+    assert_int_equal(store_begin(s, &t), 0);
+    uint64_t m1 = put_msg(t, &m);
+    assert_int_equal(store_enqueue(t, "nel-hie", m1, "PAYLOAD-A", 9, &seq), 0);
+    assert_int_equal(seq, 1);
+    assert_int_equal(store_enqueue(t, "ucp", m1, "PAYLOAD-B", 9, &seq), 0);
+    assert_int_equal(seq, 1);
+    uint64_t m2 = put_msg(t, &m);
+    assert_int_equal(store_enqueue(t, "nel-hie", m2, "", 0, &seq), 0);
+    assert_int_equal(seq, 2);
+    assert_int_equal(store_dest_id(t, "nel-hie", &id), 0);
+    assert_int_equal(id, 1);
+    assert_int_equal(store_dest_id(t, "ucp", &id), 0);
+    assert_int_equal(id, 2);
+    assert_int_equal(store_commit(t), 0);
+
+    assert_int_equal(store_begin(s, &t), 0);    /* aborted: no trace */
+    assert_int_equal(store_enqueue(t, "research", m2, "X", 1, &seq), 0);
+    store_abort(t);
+    store_close(s);
+
+    s = open_store(f, 0, 0);
+    assert_int_equal(count(s, "outbox"), 3);
+    assert_int_equal(count(s, "payloads"), 3);
+    assert_int_equal(store_begin(s, &t), 0);
+    assert_int_equal(store_dest_id(t, "research", &id), 0);
+    assert_int_equal(id, 3);                    /* the aborted one was not kept */
+    assert_int_equal(store_enqueue(t, "nel-hie", m2 + 1, "P3", 2, &seq), 0);
+    assert_int_equal(seq, 3);
+    assert_int_equal(store_commit(t), 0);
+    store_close(s);
+
+    struct raw r;
+    raw_open(&r, f, "payloads", false);
+    uint8_t k[12] = { 0, 0, 0, 2 };
+    be64(k + 4, m1);
+    MDB_val key = { 12, k }, v;
+    assert_int_equal(mdb_get(r.txn, r.dbi, &key, &v), 0);
+    assert_int_equal(v.mv_size, 10);
+    assert_memory_equal((uint8_t *)v.mv_data + 1, "PAYLOAD-B", 9);
+    mdb_txn_abort(r.txn);
+    r.txn = NULL;
+    raw_close(&r);
+}
 
 static void test_strerror(void **state)
 {
@@ -1409,6 +1465,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_creates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_keeps_data_ids_continue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_newer_refused, setup, teardown),

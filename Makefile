@@ -19,7 +19,7 @@ BUILD := build/san-$(subst $(comma),-,$(SANITIZER))
 SANFLAGS := -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all
 endif
 
-PKGS      := libevent libevent_openssl openssl libconfig
+PKGS      := libevent libevent_openssl openssl libconfig jansson
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -llmdb -lzmq -lpthread
 
@@ -30,7 +30,7 @@ LDFLAGS  += $(SANFLAGS)
 
 # The Debian packages the build, the tests and the benchmarks need.
 DEB_PACKAGES := gcc make pkg-config libzmq3-dev libevent-dev libssl-dev \
-                liblmdb-dev lmdb-utils libconfig-dev libcmocka-dev \
+                liblmdb-dev lmdb-utils libconfig-dev libcmocka-dev libjansson-dev \
                 python3 python3-hl7
 FUZZ_PACKAGES := clang
 
@@ -58,7 +58,13 @@ LMDB_COMMIT := $(BUILD)/test/lmdb_commit
 .PHONY: all deps deps-fuzz test run bench fuzz install clean check-config
 # Keep test and tool objects between runs (they are intermediate files).
 .SECONDARY:
-all: $(BROKERD) $(HL7CTL)
+all: conf-perms $(BROKERD) $(HL7CTL)
+
+# Git keeps no file modes but the executable bit: the example keys must be
+# private again after a clone, or the broker rightly refuses them.
+.PHONY: conf-perms
+conf-perms:
+	@chmod 600 conf/keys/*.key test/data/routes/*.key 2>/dev/null || true
 
 deps:
 	@sh test/deps.sh $(DEB_PACKAGES)
@@ -124,7 +130,8 @@ bench: deps
 # in $(FUZZ_BUILD)/new (kept between runs) and only those that reach new
 # edges are merged into the committed corpus (-use_counters=0: edges, not
 # hit counts), which so stays small. A crash leaves its input as
-# $(FUZZ_BUILD)/<target>-crash-*; the other targets still run.
+# $(FUZZ_BUILD)/<target>-crash-*; the other targets still run. A target's
+# dictionary is test/fuzz/<target>.dict when there is one, else hl7.dict.
 FUZZ_BUILD := build/fuzz
 # The targets exercise the codec only: linking the whole library would tie
 # them to every module (and its link flags) for nothing.
@@ -140,9 +147,10 @@ fuzz: deps deps-fuzz
 	done
 	@fail=""; for t in $(FUZZ_NAMES); do \
 	  mkdir -p test/fuzz/corpus/$$t $(FUZZ_BUILD)/new/$$t; \
+	  dict=test/fuzz/hl7.dict; [ -f test/fuzz/$$t.dict ] && dict=test/fuzz/$$t.dict; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
 	  $(FUZZ_BUILD)/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
-	    -dict=test/fuzz/hl7.dict -artifact_prefix=$(FUZZ_BUILD)/$$t- \
+	    -dict=$$dict -artifact_prefix=$(FUZZ_BUILD)/$$t- \
 	    $(FUZZ_BUILD)/new/$$t test/fuzz/corpus/$$t || fail="$$fail $$t"; \
 	  echo "fuzz: $$t: merging what adds coverage into test/fuzz/corpus/$$t"; \
 	  $(FUZZ_BUILD)/$$t -merge=1 -use_counters=0 -max_len=65536 \

@@ -155,6 +155,8 @@ static const struct config_row table_rows[] = {
         "name transforms use to refer to the table"),
     ROW_STR(struct config_table, file, ROW_REQ | ROW_SUM, NULL, config_valid_file,
         "CSV file of the table"),
+    ROW_BOOL(struct config_table, header, 0, false,
+         "the first row is a header (column names), not an entry; a first row \"key,value\" is taken as one anyway"),
     ROW_END
 };
 
@@ -278,6 +280,8 @@ static void route_fini(void *obj)
     r->to_dst = NULL;
 }
 
+static const char *const on_transform_error_choices[] = { "refuse", "accept", NULL };
+
 static const struct config_row route_rows[] = {
     ROW_STR(struct config_route, name, ROW_REQ | ROW_SUM | CONFIG_F_UNIQUE, NULL, config_valid_name,
         "unique name: letters, digits, '-', '_', '.'"),
@@ -289,6 +293,8 @@ static const struct config_row route_rows[] = {
         "transforms, in order, as a list of groups (DESIGN §6)"),
     ROW_STRLIST(struct config_route, to, ROW_REQ | ROW_SUM | CONFIG_F_UNIQUE, 1, 0, config_valid_name,
             "names of the destinations that receive the result"),
+    ROW_ENUM(struct config_route, on_transform_error, 0, "refuse", on_transform_error_choices,
+         "a transform failing on a message (no map entry, say): \"refuse\" stores it with the error and answers AE; \"accept\" stores and records it and answers AA"),
     ROW_END
 };
 

@@ -20,6 +20,7 @@
 #include "config.h"
 #include "ingest.h"
 #include "log.h"
+#include "route.h"
 #include "sources.h"
 #include "store.h"
 #include "version.h"
@@ -39,6 +40,7 @@ struct daemon {
     struct store      *store;
     struct ingest     *ingest;
     struct sources    *sources;
+    struct router     *router;       /* the running config's routes */
     struct event      *ev_drain;     /* shutdown: waits for ACKs to be written */
     struct timespec    drain_deadline;
     bool               stopping;
@@ -110,6 +112,18 @@ static void libevent_log(int severity, const char *msg)
 
 /* ------------------------------------------------------------- --check */
 
+static void print_route_error(void *ctx, const struct route_error *e)
+{
+    fprintf(stderr, "%s\n", e->msg);
+    ++*(size_t *)ctx;
+}
+
+static void log_route_error(void *ctx, const struct route_error *e)
+{
+    log_error("config", "route error", "error=%s", e->msg);
+    ++*(size_t *)ctx;
+}
+
 static int check_config(const char *path)
 {
     struct config cfg;
@@ -117,10 +131,17 @@ static int check_config(const char *path)
 
     int rc = config_load(path, &cfg, &errs);
     if (rc == CONFIG_OK) {
-        printf("%s: OK (sources=%zu destinations=%zu routes=%zu tables=%zu)\n", path,
-               cfg.n_sources, cfg.n_destinations, cfg.n_routes, cfg.n_tables);
+        size_t nerr = 0;
+        struct router *r = router_new(&cfg, print_route_error, &nerr);
+        if (r) {
+            printf("%s: OK (sources=%zu destinations=%zu routes=%zu tables=%zu)\n", path,
+                   cfg.n_sources, cfg.n_destinations, cfg.n_routes, cfg.n_tables);
+            router_free(r);
+        } else {
+            fprintf(stderr, "%s: %zu error%s in routes\n", path, nerr, nerr == 1 ? "" : "s");
+        }
         config_free(&cfg);
-        return 0;
+        return r ? 0 : 1;
     }
     for (size_t i = 0; i < errs.n; i++)
         fprintf(stderr, "%s\n", errs.v[i].msg);
@@ -243,7 +264,20 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
         config_errors_free(&errs);
         return;
     }
+    size_t nerr = 0;
+    struct router *router = router_new(&next, log_route_error, &nerr);
+    if (!router) {
+        log_error("config", "reload refused; the running config stays",
+                  "file=%s errors=%zu reason=%s", d->config_path, nerr, "route errors");
+        config_free(&next);
+        return;
+    }
     warn_restart_needed(d, &next);
+    /* Messages accepted from now on route by the new routes; those
+       already accepted keep what they were given. */
+    ingest_set_router(d->ingest, router);
+    router_free(d->router);
+    d->router = router;
     /* The new config keeps the running store settings (they need a restart). */
     struct config old = d->cfg;
     d->cfg = next;
@@ -311,6 +345,12 @@ static int run(struct daemon *d)
         log_error("daemon", "cannot set up ingest", NULL);
         goto out;
     }
+    size_t nerr = 0;
+    if (!(d->router = router_new(&d->cfg, log_route_error, &nerr))) {
+        log_error("daemon", "cannot start: the routes are not valid", "errors=%zu", nerr);
+        goto out;
+    }
+    ingest_set_router(d->ingest, d->router);
     if (!(d->sources = sources_new(d->base, d->ingest))) {
         log_error("daemon", "out of memory", NULL);
         goto out;
@@ -346,6 +386,7 @@ out:
         ingest_flush(d->ingest);   /* commit what is left (replies go to live sources) */
     sources_free(d->sources);
     ingest_free(d->ingest);
+    router_free(d->router);
     store_close(d->store);
     if (d->ev_drain)
         event_free(d->ev_drain);

@@ -258,10 +258,12 @@ static int cmd_parse(int argc, char **argv)
 /* ---------------------------------------------------------------- main */
 
 int cmd_send(int argc, char **argv);   /* ctl_send.c */
+int cmd_route_test(int argc, char **argv);   /* ctl_route.c */
 
 static const struct command commands[] = {
     { "parse", cmd_parse, "print HL7 v2 messages as a tree of paths and values" },
     { "send", cmd_send, "send HL7 v2 messages over MLLP (or TLS) and print each ACK" },
+    { "route-test", cmd_route_test, "run a config's routes on messages: what matches, why not, the bytes sent" },
 };
 
 static void usage(FILE *f)

@@ -16,6 +16,7 @@
 #include "buf.h"
 #include "hl7.h"
 #include "log.h"
+#include "route.h"
 #include "store.h"
 
 #define PRIO_URGENT 0
@@ -27,6 +28,13 @@
 #define BATCH_MAX_BYTES ((size_t)64 << 20)
 
 enum item_kind { ITEM_MESSAGE, ITEM_REFUSAL };
+
+/* One destination's copy of a routed message. */
+struct delivery_copy {
+    char  *dest;
+    char  *payload;
+    size_t len;
+};
 
 /* One submitted message waiting for the commit. Strings are copies, in
  * the item's own allocations, so the submitter may go away. */
@@ -46,6 +54,11 @@ struct item {
     char              *sending_app, *sending_fac, *nhs_number;
     char              *dedup_key;
     size_t             dedup_len;
+    /* routing, decided at submit: what each destination receives */
+    struct delivery_copy *deliveries;
+    size_t             n_deliveries;
+    uint8_t            state;        /* enum store_msg_state */
+    char              *note;         /* a transform error */
     /* the ACK to send (built at submit; replaced by the stored one for a
        duplicate, or an AR when the store fails) */
     struct buf         ack;
@@ -58,6 +71,7 @@ struct item {
 struct ingest {
     struct event_base  *base;
     struct store       *store;
+    const struct router *router;    /* NULL: no routes, messages are kept unrouted */
     struct event       *commit_ev;
     struct item        *head, **tail;
     size_t              n, bytes;
@@ -105,6 +119,12 @@ static void item_free(struct item *it)
     free(it->nhs_number);
     free(it->dedup_key);
     free(it->reason);
+    free(it->note);
+    for (size_t i = 0; i < it->n_deliveries; i++) {
+        free(it->deliveries[i].dest);
+        free(it->deliveries[i].payload);
+    }
+    free(it->deliveries);
     buf_free(&it->ack);
     free(it);
 }
@@ -144,6 +164,97 @@ void ingest_free(struct ingest *in)
     if (in->commit_ev)
         event_free(in->commit_ev);
     free(in);
+}
+
+void ingest_set_router(struct ingest *in, const struct router *r)
+{
+    in->router = r;
+}
+
+/* ------------------------------------------------------------ routing */
+
+struct routing {
+    struct item *it;
+    bool         matched, error, refuse, nomem;
+    struct buf   errors;
+};
+
+static void on_route(void *ctx, const struct route_result *res)
+{
+    struct routing *r = ctx;
+    if (res->verdict == ROUTE_ERROR) {
+        r->error = true;
+        r->refuse |= !res->accept_errors;
+        buf_printf(&r->errors, "%sroute %s: %s", r->errors.len ? "; " : "", res->route,
+                   res->why ? res->why : "transform failed");
+        return;
+    }
+    if (res->verdict != ROUTE_MATCHED)
+        return;
+    r->matched = true;
+    struct item *it = r->it;
+    struct delivery_copy *d = realloc(it->deliveries,
+                                      (it->n_deliveries + res->n_to) * sizeof *d);
+    if (!d) {
+        r->nomem = true;
+        return;
+    }
+    it->deliveries = d;
+    for (size_t i = 0; i < res->n_to; i++) {
+        struct delivery_copy *c = &it->deliveries[it->n_deliveries];
+        c->dest = strdup(res->to[i]);
+        c->payload = malloc(res->payload_len ? res->payload_len : 1);
+        c->len = res->payload_len;
+        if (!c->dest || !c->payload) {
+            free(c->dest);
+            free(c->payload);
+            r->nomem = true;
+            return;
+        }
+        memcpy(c->payload, res->payload, res->payload_len);
+        it->n_deliveries++;
+    }
+}
+
+/* Decide, at submit, what each destination will receive (DESIGN.md §1:
+ * routing happens at ingest; the commit stores the result). Sets the
+ * message's state and, for a transform error on a route that refuses,
+ * turns the ACK into AE. Returns -1 when memory ran out. */
+static int route_item(struct ingest *in, struct item *it, const struct hl7_msg *m)
+{
+    it->state = STORE_MSG_UNROUTED;
+    if (!in->router)
+        return 0;
+    struct routing r = { .it = it };
+    router_run(in->router, it->source, it->raw, it->raw_len, on_route, &r);
+    int rc = r.nomem ? -1 : 0;
+    if (!rc && r.error) {
+        it->state = STORE_MSG_ERROR;
+        it->note = buf_take(&r.errors, NULL);
+        if (!it->note)
+            rc = -1;
+        if (!rc && r.refuse) {
+            /* stored with the error, answered AE: nothing is delivered */
+            struct hl7_error err = { 0 };
+            hl7_set_error(&err, HL7_E_BAD_VALUE, "", 0, 0, 0,
+                          "accepted and stored, but not routed: %s", it->note);
+            enum hl7_ack_code code = hl7_ack_code_for(m, HL7_ACK_ERROR);
+            struct hl7_ack_req req = { .code = code, .msg = m, .err = &err, .hl7_code = 207 };
+            buf_reset(&it->ack);
+            it->ack_code = hl7_ack_code_str(code);
+            if (hl7_ack_build(&req, &it->ack))
+                rc = -1;
+            for (size_t i = 0; i < it->n_deliveries; i++) {
+                free(it->deliveries[i].dest);
+                free(it->deliveries[i].payload);
+            }
+            it->n_deliveries = 0;
+        }
+    } else if (!rc && r.matched) {
+        it->state = STORE_MSG_ROUTED;
+    }
+    buf_free(&r.errors);
+    return rc;
 }
 
 size_t ingest_pending(const struct ingest *in)
@@ -317,7 +428,7 @@ int ingest_submit(struct ingest *in, const struct ingest_origin *o,
     struct hl7_ack_req req = { .code = ack, .msg = m };
     if (!it->code || !it->trigger || !it->structure || !it->control_id || !it->sending_app
         || !it->sending_fac || !it->nhs_number || !it->dedup_key
-        || hl7_ack_build(&req, &it->ack))
+        || hl7_ack_build(&req, &it->ack) || route_item(in, it, m))
         goto nomem;
     hl7_free(m);
     enqueue(in, it);
@@ -377,7 +488,7 @@ static int write_item(struct ingest *in, struct store_txn *t, struct item *it)
             snprintf(details, sizeof details, "control_id=%.120s", it->control_id);
         } else if (rc == STORE_E_NOT_FOUND) {
             struct store_msg sm = {
-                .received_ms = it->received_ms, .state = STORE_MSG_ACCEPTED,
+                .received_ms = it->received_ms, .state = it->state, .note = it->note,
                 .source = it->source, .peer = it->peer, .tls_subject = it->tls_subject,
                 .kind = "hl7v2", .code = it->code, .trigger = it->trigger,
                 .structure = it->structure, .control_id = it->control_id,
@@ -386,14 +497,19 @@ static int write_item(struct ingest *in, struct store_txn *t, struct item *it)
             };
             rc = store_put_message(t, &sm, it->dedup_key, it->dedup_len, it->ack.p,
                                    it->ack.len, &it->id);
+            for (size_t i = 0; !rc && i < it->n_deliveries; i++)
+                rc = store_enqueue(t, it->deliveries[i].dest, it->id, it->deliveries[i].payload,
+                                   it->deliveries[i].len, NULL);
             if (rc)
                 return rc;
             it->outcome = INGEST_ACCEPTED;
             a.action = "accept";
             a.outcome = it->ack_code;
             snprintf(subject, sizeof subject, "msg=%llu", (unsigned long long)it->id);
-            snprintf(details, sizeof details, "type=%.16s^%.16s control_id=%.120s",
-                     it->code, it->trigger, it->control_id);
+            snprintf(details, sizeof details, "type=%.16s^%.16s control_id=%.120s routed_to=%zu%s",
+                     it->code, it->trigger, it->control_id, it->n_deliveries,
+                     it->state == STORE_MSG_ERROR ? " transform_error" :
+                     it->state == STORE_MSG_UNROUTED ? " unrouted" : "");
         } else {
             return rc;
         }

@@ -102,6 +102,7 @@ struct config_broker {
 struct config_table {
     char                   *name;
     char                   *file;
+    bool                    header;    /* the first row names the columns */
     unsigned                line;
     const config_setting_t *setting;
 };
@@ -143,12 +144,21 @@ struct config_destination {
     const config_setting_t             *setting;
 };
 
+/* What a transform that fails on a message (a map with no entry and no
+ * default, say) does to the message's answer. Either way the message is
+ * stored with the error recorded and that route delivers nothing. */
+enum config_on_transform_error {
+    CONFIG_ON_TRANSFORM_REFUSE = 0,    /* answer AE (CE) */
+    CONFIG_ON_TRANSFORM_ACCEPT = 1,    /* answer AA (CA) */
+};
+
 struct config_route {
     char                       *name;
     struct config_strlist       from;       /* source names */
     char                       *when;       /* filter expression; NULL: every message */
     const config_setting_t     *transform;  /* list of groups; NULL: none */
     struct config_strlist       to;         /* destination names */
+    int                         on_transform_error;  /* enum config_on_transform_error */
     /* from and to resolved: from_src[i] is the source from.v[i] names. */
     struct config_source      **from_src;
     struct config_destination **to_dst;

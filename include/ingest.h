@@ -56,6 +56,12 @@ struct ingest;
 int  ingest_new(struct event_base *base, struct store *store, struct ingest **out);
 void ingest_free(struct ingest *in);
 
+/* Route with r from now on (NULL: no routing; messages are stored as
+ * unrouted). Messages already submitted keep the routing they had. r must
+ * outlive its use: set another (or NULL) before freeing it. */
+struct router;
+void ingest_set_router(struct ingest *in, const struct router *r);
+
 /* Submit one message (bytes are copied). Returns 0; the reply follows
  * after the next commit. Never refuses synchronously except for lack of
  * memory (-1), when the caller should close the connection. */

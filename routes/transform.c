@@ -1,0 +1,1015 @@
+/*
+ * transform.c: route transforms (route.h). A route's `transform` list is
+ * compiled once (paths parsed, tables checked, keys read), then applied
+ * in order to an editable copy of each message; and the JSON form of a
+ * message, for routes whose output encoding is json.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "config.h"
+#include "route.h"
+#include "route_int.h"
+
+/* ------------------------------------------------------------- errors */
+
+/* libconfig names an @include file as written in the directive; name it
+ * as the operator can open it, relative to the main file's directory, as
+ * the config loader does. */
+static const char *error_file(const config_setting_t *at, char *where, size_t len)
+{
+    const char *file = config_setting_source_file(at);
+    const config_setting_t *root = at->config ? config_root_setting(at->config) : NULL;
+    const char *main_file = root ? config_setting_source_file(root) : NULL;
+    if (!file || !main_file || strcmp(file, main_file) == 0 || file[0] == '/')
+        return file;
+    const char *slash = strrchr(main_file, '/');
+    if (!slash || snprintf(where, len, "%.*s/%s", (int)(slash - main_file), main_file,
+                           file) >= (int)len)
+        return file;
+    return where;
+}
+
+void route_err_set(struct route_error *err, const config_setting_t *at, const char *route,
+                   const char *setting, unsigned column, const char *fmt, ...)
+{
+    if (!err)
+        return;
+    memset(err, 0, sizeof *err);
+    snprintf(err->route, sizeof err->route, "%s", route ? route : "");
+    snprintf(err->setting, sizeof err->setting, "%s", setting ? setting : "");
+    err->column = column;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->text, sizeof err->text, fmt, ap);
+    va_end(ap);
+
+    size_t n = 0, cap = sizeof err->msg;
+    char where[512];
+    const char *file = at ? error_file(at, where, sizeof where) : NULL;
+    unsigned line = at ? config_setting_source_line(at) : 0;
+#define PUT(...) do { if (n < cap) n += (size_t)snprintf(err->msg + n, cap - n, __VA_ARGS__); } while (0)
+    if (file && line)
+        PUT("%s:%u: ", file, line);
+    else if (file)
+        PUT("%s: ", file);
+    if (err->route[0])
+        PUT("route %s: ", err->route);
+    if (err->setting[0])
+        PUT("setting %s: ", err->setting);
+    if (column)
+        PUT("column %u: ", column);
+    PUT("%s", err->text);
+#undef PUT
+}
+
+/* ------------------------------------------------------------ compiled */
+
+enum tf_kind {
+    TF_SET, TF_COPY, TF_CLEAR, TF_DELETE_SEGMENT, TF_MAP, TF_PSEUDONYMISE,
+    TF_REDACT, TF_ENCODING,
+};
+
+/* What each action is called and which arguments it takes. */
+struct tf_spec {
+    const char  *action;
+    enum tf_kind kind;
+    const char  *required;        /* an argument that must be given */
+    const char  *optional[2];     /* arguments that may be */
+    const char  *example;
+};
+
+static const struct tf_spec specs[] = {
+    { "set", TF_SET, NULL, { "value", "from" },
+      "{ set = \"MSH-5\"; value = \"LCR\"; } or { set = \"PID-2\"; from = \"PID-3.1\"; }" },
+    { "copy", TF_COPY, "to", { NULL, NULL }, "{ copy = \"PID-3\"; to = \"PID-2\"; }" },
+    { "clear", TF_CLEAR, NULL, { NULL, NULL }, "{ clear = \"PID-13\"; }" },
+    { "delete_segment", TF_DELETE_SEGMENT, NULL, { "when", NULL },
+      "{ delete_segment = \"NK1\"; }" },
+    { "map", TF_MAP, "table", { "default", NULL },
+      "{ map = \"PV1-3.4\"; table = \"site-codes\"; }" },
+    { "pseudonymise", TF_PSEUDONYMISE, "key_file", { NULL, NULL },
+      "{ pseudonymise = \"PID-3.1\"; key_file = \"/etc/hl7broker/research.key\"; }" },
+    { "redact", TF_REDACT, NULL, { "with", NULL }, "{ redact = \"PID-5\"; }" },
+    { "encoding", TF_ENCODING, NULL, { NULL, NULL }, "{ encoding = \"json\"; }" },
+};
+#define N_SPECS (sizeof specs / sizeof specs[0])
+
+static const char *const arg_names[] = { "value", "from", "to", "when", "table", "default",
+                                         "key_file", "with", NULL };
+
+#define KEY_MIN 32          /* bytes of HMAC key, at least */
+#define KEY_MAX 4096
+
+struct tf {
+    enum tf_kind       kind;
+    char               setting[64];  /* "transform[2].map", for errors */
+    struct hl7_path    path;         /* the target (delete_segment: seg only) */
+    struct hl7_path    from;         /* set ... from, copy's source */
+    bool               has_from;
+    char              *text;         /* set's value, redact's with, map's default */
+    bool               has_text;
+    char              *table;        /* map */
+    struct route_expr *when;         /* delete_segment */
+    unsigned char     *key;          /* pseudonymise */
+    size_t             key_len;
+};
+
+struct route_transforms {
+    char                       route[64];
+    const struct route_tables *tables;
+    bool                       json;
+    size_t                     n;
+    struct tf                 *v;
+};
+
+static void tf_free(struct tf *t)
+{
+    free(t->text);
+    free(t->table);
+    if (t->when)
+        route_expr_free(t->when);
+    if (t->key) {
+        OPENSSL_cleanse(t->key, t->key_len);
+        free(t->key);
+    }
+}
+
+void route_transforms_free(struct route_transforms *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->n; i++)
+        tf_free(&t->v[i]);
+    free(t->v);
+    free(t);
+}
+
+/* ------------------------------------------------------------- compile */
+
+struct cctx {
+    const char         *route;
+    route_report_fn     report;
+    void               *ctx;
+    struct route_error *first;
+    unsigned            errors;
+};
+
+static void report(struct cctx *c, const config_setting_t *at, const char *setting,
+                   unsigned column, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void report(struct cctx *c, const config_setting_t *at, const char *setting,
+                   unsigned column, const char *fmt, ...)
+{
+    struct route_error e;
+    char text[sizeof e.text];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    route_err_set(&e, at, c->route, setting, column, "%s", text);
+    if (c->errors++ == 0 && c->first)
+        *c->first = e;
+    if (c->report)
+        c->report(c->ctx, &e);
+}
+
+static const struct tf_spec *spec_for(const char *name)
+{
+    for (size_t i = 0; i < N_SPECS; i++)
+        if (strcmp(specs[i].action, name) == 0)
+            return &specs[i];
+    return NULL;
+}
+
+static bool is_arg(const char *name)
+{
+    for (size_t i = 0; arg_names[i]; i++)
+        if (strcmp(arg_names[i], name) == 0)
+            return true;
+    return false;
+}
+
+static bool spec_takes(const struct tf_spec *s, const char *arg)
+{
+    return (s->required && strcmp(s->required, arg) == 0)
+        || (s->optional[0] && strcmp(s->optional[0], arg) == 0)
+        || (s->optional[1] && strcmp(s->optional[1], arg) == 0);
+}
+
+static void spec_args(const struct tf_spec *s, char *out, size_t len)
+{
+    const char *a[3] = { s->required, s->optional[0], s->optional[1] };
+    size_t n = 0;
+    out[0] = '\0';
+    for (int i = 0; i < 3; i++) {
+        if (!a[i])
+            continue;
+        if (n < len)
+            n += (size_t)snprintf(out + n, len - n, "%s%s", n ? ", " : "", a[i]);
+    }
+    if (!n)
+        snprintf(out, len, "nothing else");
+}
+
+static bool is_header_seg(const char *seg)
+{
+    return strncmp(seg, "MSH", 3) == 0 || strncmp(seg, "FHS", 3) == 0
+        || strncmp(seg, "BHS", 3) == 0;
+}
+
+static void member_setting(char *out, size_t len, unsigned i, const char *name)
+{
+    snprintf(out, len, "transform[%u].%s", i, name);
+}
+
+/* The codec's "bad path 'X' at column N: what" without the column, which
+ * the error carries on its own. */
+static void path_text(const struct hl7_error *he, char *out, size_t len)
+{
+    const char *at = strstr(he->text, " at column ");
+    const char *rest = at ? strstr(at, ": ") : NULL;
+    if (at && rest)
+        snprintf(out, len, "%.*s%s", (int)(at - he->text), he->text, rest);
+    else
+        snprintf(out, len, "%s", he->text);
+}
+
+/* Parse the path held by member m. target: the transform writes there. */
+static int compile_path(struct cctx *c, const config_setting_t *m, unsigned i,
+                        struct hl7_path *p, bool target)
+{
+    char setting[64], text[256];
+    const char *s = config_setting_get_string(m);
+    struct hl7_error he = { 0 };
+    member_setting(setting, sizeof setting, i, config_setting_name(m));
+    if (hl7_path_parse(s, strlen(s), p, &he)) {
+        path_text(&he, text, sizeof text);
+        report(c, m, setting, (unsigned)he.offset + 1, "%s", text);
+        return -1;
+    }
+    if (!p->field) {
+        report(c, m, setting, 0, "'%s' is a whole segment: give a field, like %.3s-3",
+               s, p->seg);
+        return -1;
+    }
+    if (target && is_header_seg(p->seg) && p->field <= 2) {
+        report(c, m, setting, 0, "%.3s-%u holds the encoding characters and cannot be changed",
+               p->seg, p->field);
+        return -1;
+    }
+    return 0;
+}
+
+static int read_key(struct cctx *c, const config_setting_t *m, unsigned i, struct tf *t)
+{
+    char setting[64];
+    const char *file = config_setting_get_string(m);
+    member_setting(setting, sizeof setting, i, "key_file");
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        report(c, m, setting, 0, "cannot read the key file %s: %s", file, strerror(errno));
+        return -1;
+    }
+    int rc = -1;
+    struct stat st;
+    unsigned char *key = NULL;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        report(c, m, setting, 0, "the key file %s is not a regular file", file);
+        goto out;
+    }
+    if (st.st_mode & (S_IROTH | S_IWOTH)) {
+        report(c, m, setting, 0, "the key file %s can be read or written by every user "
+               "(mode %04o): make it private with chmod 600", file,
+               (unsigned)(st.st_mode & 07777));
+        goto out;
+    }
+    if (st.st_size > KEY_MAX) {
+        report(c, m, setting, 0, "the key file %s is larger than %d bytes: a key file "
+               "holds one key", file, KEY_MAX);
+        goto out;
+    }
+    key = malloc(KEY_MAX + 1);
+    if (!key) {
+        report(c, m, setting, 0, "out of memory");
+        goto out;
+    }
+    size_t n = 0;
+    for (;;) {
+        ssize_t r = read(fd, key + n, KEY_MAX + 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            report(c, m, setting, 0, "cannot read the key file %s: %s", file, strerror(errno));
+            goto out;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+        if (n > KEY_MAX) {
+            report(c, m, setting, 0, "the key file %s is larger than %d bytes: a key file "
+                   "holds one key", file, KEY_MAX);
+            goto out;
+        }
+    }
+    /* Trailing white space is not part of the key: editors add a line end. */
+    while (n && (key[n - 1] == '\n' || key[n - 1] == '\r' || key[n - 1] == ' '
+                 || key[n - 1] == '\t'))
+        n--;
+    if (n == 0) {
+        report(c, m, setting, 0, "the key file %s is empty: put a secret in it, such as "
+               "the output of `openssl rand -hex 32`", file);
+        goto out;
+    }
+    if (n < KEY_MIN) {
+        report(c, m, setting, 0, "the key in %s is %zu bytes: it must be at least %d "
+               "(`openssl rand -hex 32` makes a good one)", file, n, KEY_MIN);
+        goto out;
+    }
+    t->key = key;
+    t->key_len = n;
+    key = NULL;
+    rc = 0;
+out:
+    if (key) {
+        OPENSSL_cleanse(key, KEY_MAX + 1);
+        free(key);
+    }
+    close(fd);
+    return rc;
+}
+
+static bool valid_seg_name(const char *s)
+{
+    if (strlen(s) != 3)
+        return false;
+    for (int i = 0; i < 3; i++)
+        if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9')))
+            return false;
+    return true;
+}
+
+/* Compile group g (transform[i]) into t. Returns 0, or -1 when an error
+ * was reported. */
+static int compile_one(struct cctx *c, const config_setting_t *g, unsigned i,
+                       const struct route_tables *tables, struct tf *t,
+                       int *encoding_at, bool *json)
+{
+    char setting[64];
+    const config_setting_t *action = NULL;
+    const struct tf_spec *spec = NULL;
+    unsigned before = c->errors;
+
+    snprintf(setting, sizeof setting, "transform[%u]", i);
+    if (config_setting_type(g) != CONFIG_TYPE_GROUP) {
+        report(c, g, setting, 0, "must be a group such as { set = \"MSH-5\"; value = \"X\"; }");
+        return -1;
+    }
+    int n = config_setting_length(g);
+    for (int k = 0; k < n; k++) {
+        const config_setting_t *m = config_setting_get_elem(g, (unsigned)k);
+        const char *name = config_setting_name(m);
+        const struct tf_spec *s = spec_for(name);
+        member_setting(setting, sizeof setting, i, name);
+        if (s) {
+            if (action)
+                report(c, m, setting, 0, "a second action in one transform (the first is "
+                       "%s): give each its own group, like %s", spec->action, s->example);
+            else {
+                action = m;
+                spec = s;
+            }
+        } else if (!is_arg(name)) {
+            report(c, m, setting, 0, "unknown key '%s': a transform is one of set, copy, "
+                   "clear, delete_segment, map, pseudonymise, redact, encoding, with its "
+                   "arguments", name);
+            continue;
+        }
+        if (config_setting_type(m) != CONFIG_TYPE_STRING)
+            report(c, m, setting, 0, "must be a string, in double quotes");
+    }
+    if (!action) {
+        snprintf(setting, sizeof setting, "transform[%u]", i);
+        report(c, g, setting, 0, "no action: give one of set, copy, clear, delete_segment, "
+               "map, pseudonymise, redact, encoding, like { set = \"MSH-5\"; value = \"X\"; }");
+        return -1;
+    }
+    char takes[64];
+    spec_args(spec, takes, sizeof takes);
+    for (int k = 0; k < n; k++) {
+        const config_setting_t *m = config_setting_get_elem(g, (unsigned)k);
+        const char *name = config_setting_name(m);
+        if (is_arg(name) && !spec_takes(spec, name)) {
+            member_setting(setting, sizeof setting, i, name);
+            report(c, m, setting, 0, "'%s' does not go with %s (%s takes %s), as in %s",
+                   name, spec->action, spec->action, takes, spec->example);
+        }
+    }
+    member_setting(setting, sizeof setting, i, spec->action);
+    if (spec->required && !config_setting_get_member(g, spec->required))
+        report(c, action, setting, 0, "needs '%s', as in %s", spec->required, spec->example);
+    const config_setting_t *value = config_setting_get_member(g, "value");
+    const config_setting_t *from = config_setting_get_member(g, "from");
+    if (spec->kind == TF_SET && !value == !from)
+        report(c, action, setting, 0, value ? "give value or from, not both"
+               : "needs value (the text to set) or from (a path to take it from), as in %s",
+               spec->example);
+    if (c->errors != before)
+        return -1;
+
+    /* The keys are right; now their values. */
+    const char *av = config_setting_get_string(action);
+    t->kind = spec->kind;
+    snprintf(t->setting, sizeof t->setting, "%s", setting);
+    switch (spec->kind) {
+    case TF_SET:
+        if (compile_path(c, action, i, &t->path, true))
+            break;
+        if (value) {
+            t->has_text = true;
+            t->text = strdup(config_setting_get_string(value));
+        } else if (!compile_path(c, from, i, &t->from, false)) {
+            t->has_from = true;
+        }
+        break;
+    case TF_COPY:
+        if (!compile_path(c, action, i, &t->from, false))
+            t->has_from = true;
+        compile_path(c, config_setting_get_member(g, "to"), i, &t->path, true);
+        break;
+    case TF_CLEAR:
+    case TF_PSEUDONYMISE:
+    case TF_REDACT:
+    case TF_MAP:
+        compile_path(c, action, i, &t->path, true);
+        break;
+    case TF_DELETE_SEGMENT:
+        if (!valid_seg_name(av))
+            report(c, action, setting, 0, "'%s' is not a segment id: three capital letters "
+                   "or digits, like NK1", av);
+        else if (is_header_seg(av))
+            report(c, action, setting, 0, "%s is a header segment and cannot be deleted", av);
+        else
+            memcpy(t->path.seg, av, 4);
+        break;
+    case TF_ENCODING:
+        if (strcmp(av, "er7") != 0 && strcmp(av, "json") != 0)
+            report(c, action, setting, 0, "'%s' is not an encoding: \"er7\" or \"json\"", av);
+        else if (*encoding_at >= 0)
+            report(c, action, setting, 0, "the encoding is already given by transform[%d]",
+                   *encoding_at);
+        else {
+            *encoding_at = (int)i;
+            *json = strcmp(av, "json") == 0;
+        }
+        break;
+    }
+    const config_setting_t *m;
+    if (spec->kind == TF_REDACT && (m = config_setting_get_member(g, "with"))) {
+        t->has_text = true;
+        t->text = strdup(config_setting_get_string(m));
+    }
+    if (spec->kind == TF_MAP) {
+        m = config_setting_get_member(g, "table");
+        const char *name = config_setting_get_string(m);
+        member_setting(setting, sizeof setting, i, "table");
+        if (!tables || !route_table_exists(tables, name))
+            report(c, m, setting, 0, "no table is named '%s' (tables are declared in the "
+                   "tables list)", name);
+        else
+            t->table = strdup(name);
+        if ((m = config_setting_get_member(g, "default"))) {
+            t->has_text = true;
+            t->text = strdup(config_setting_get_string(m));
+        }
+    }
+    if (spec->kind == TF_PSEUDONYMISE)
+        read_key(c, config_setting_get_member(g, "key_file"), i, t);
+    if (spec->kind == TF_DELETE_SEGMENT && (m = config_setting_get_member(g, "when"))) {
+        struct route_error ee = { 0 };
+        member_setting(setting, sizeof setting, i, "when");
+        if (route_expr_compile(config_setting_get_string(m), tables, &t->when, &ee))
+            report(c, m, setting, ee.column, "%s", ee.text[0] ? ee.text : ee.msg);
+    }
+    if (c->errors == before && ((t->has_text && !t->text) || (spec->kind == TF_MAP && !t->table)))
+        report(c, action, setting, 0, "out of memory");
+    return c->errors != before ? -1 : 0;
+}
+
+int route_transforms_compile_all(const struct config_route *r,
+                                 const struct route_tables *tables,
+                                 struct route_transforms **out,
+                                 route_report_fn report_fn, void *ctx,
+                                 struct route_error *first)
+{
+    struct cctx c = { .route = r->name ? r->name : "", .report = report_fn, .ctx = ctx,
+                      .first = first };
+    *out = NULL;
+    struct route_transforms *t = calloc(1, sizeof *t);
+    unsigned n = r->transform ? (unsigned)config_setting_length(r->transform) : 0;
+    if (!t || (n && !(t->v = calloc(n, sizeof *t->v)))) {
+        report(&c, r->setting, NULL, 0, "out of memory");
+        route_transforms_free(t);
+        return -1;
+    }
+    snprintf(t->route, sizeof t->route, "%s", c.route);
+    t->tables = tables;
+    int encoding_at = -1;
+    for (unsigned i = 0; i < n; i++) {
+        const config_setting_t *g = config_setting_get_elem(r->transform, i);
+        compile_one(&c, g, i, tables, &t->v[t->n], &encoding_at, &t->json);
+        t->n++;      /* kept even when wrong: freed with the rest */
+    }
+    if (c.errors) {
+        route_transforms_free(t);
+        return -1;
+    }
+    *out = t;
+    return 0;
+}
+
+int route_transforms_compile(const struct config_route *r, const struct route_tables *tables,
+                             struct route_transforms **out, struct route_error *err)
+{
+    struct route_error scratch;
+    return route_transforms_compile_all(r, tables, out, NULL, NULL, err ? err : &scratch);
+}
+
+/* --------------------------------------------------------------- apply */
+
+struct actx {
+    const struct route_transforms *t;
+    const struct tf               *tf;
+    struct route_error            *err;
+};
+
+static int fail(struct actx *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int fail(struct actx *a, const char *fmt, ...)
+{
+    char text[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    route_err_set(a->err, NULL, a->t->route, a->tf->setting, 0, "%s", text);
+    /* At run time there is no file and line, and "setting" would mislead:
+       the message is what was wrong. */
+    if (a->err)
+        snprintf(a->err->msg, sizeof a->err->msg, "route %s: %s: %s", a->t->route,
+                 a->tf->setting, text);
+    return -1;
+}
+
+static int fail_codec(struct actx *a, const struct hl7_path *p, const struct hl7_error *he)
+{
+    struct buf pb = { 0 };
+    hl7_path_format(p, &pb);
+    int rc = fail(a, "%s: %s", pb.p ? pb.p : "?", he->text);
+    buf_free(&pb);
+    return rc;
+}
+
+/* A value quoted for an error message: control bytes as \xHH, cut short. */
+static void quote(const char *p, size_t n, char *out, size_t len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 8 < len; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch < 0x20 || ch == 0x7f || ch == '\\')
+            o += (size_t)snprintf(out + o, len - o, "\\x%02x", ch);
+        else
+            out[o++] = (char)ch;
+        if (i + 1 < n && o + 8 >= len) {
+            o += (size_t)snprintf(out + o, len - o, "...");
+            break;
+        }
+    }
+    out[o < len ? o : len - 1] = '\0';
+}
+
+/* Every place a value transform acts on: each segment of the name unless
+ * the path gives [n], and for a component path (or map, pseudonymise and
+ * a non-empty redact of a field) each repetition unless it gives one. */
+typedef int (*place_fn)(struct actx *a, struct hl7_msg *m, const struct hl7_path *p);
+
+static int each_place(struct actx *a, struct hl7_msg *m, bool per_rep, place_fn fn)
+{
+    const struct hl7_path *path = &a->tf->path;
+    char name[4];
+    memcpy(name, path->seg, 3);
+    name[3] = '\0';
+    size_t nseg = path->seg_seq ? 1 : hl7_segment_count(m, name);
+    for (size_t s = 1; s <= nseg; s++) {
+        struct hl7_path p = *path;
+        if (!path->seg_seq)
+            p.seg_seq = (unsigned)s;
+        if (path->rep || (!path->comp && !per_rep)) {
+            if (fn(a, m, &p))
+                return -1;
+            continue;
+        }
+        struct hl7_path fp = { .field = p.field, .seg_seq = p.seg_seq };
+        memcpy(fp.seg, p.seg, 4);
+        size_t nrep = hl7_count(m, &fp);
+        for (size_t r = 1; r <= nrep; r++) {
+            p.rep = (unsigned)r;
+            if (fn(a, m, &p))
+                return -1;
+        }
+    }
+    return 0;
+}
+
+static int place_clear(struct actx *a, struct hl7_msg *m, const struct hl7_path *p)
+{
+    struct hl7_error he = { 0 };
+    return hl7_clear(m, p, &he) ? fail_codec(a, p, &he) : 0;
+}
+
+static int place_redact(struct actx *a, struct hl7_msg *m, const struct hl7_path *p)
+{
+    struct hl7_span v;
+    if (hl7_get(m, p, &v) != HL7_VALUE)
+        return 0;       /* nothing there to hide */
+    struct hl7_error he = { 0 };
+    const char *with = a->tf->text ? a->tf->text : "";
+    int rc = *with ? hl7_set(m, p, with, strlen(with), &he) : hl7_clear(m, p, &he);
+    return rc ? fail_codec(a, p, &he) : 0;
+}
+
+static int place_map(struct actx *a, struct hl7_msg *m, const struct hl7_path *p)
+{
+    struct buf v = { 0 };
+    int rc = 0;
+    if (hl7_get_decoded(m, p, &v) != HL7_VALUE)
+        goto out;
+    const char *to = route_table_get(a->t->tables, a->tf->table, v.p, v.len);
+    if (!to && !a->tf->has_text) {
+        char q[96];
+        quote(v.p, v.len, q, sizeof q);
+        rc = fail(a, "no entry for '%s' in table '%s', and no default", q, a->tf->table);
+        goto out;
+    }
+    if (!to)
+        to = a->tf->text;
+    struct hl7_error he = { 0 };
+    if (hl7_set(m, p, to, strlen(to), &he))
+        rc = fail_codec(a, p, &he);
+out:
+    buf_free(&v);
+    return rc;
+}
+
+static int place_pseudonymise(struct actx *a, struct hl7_msg *m, const struct hl7_path *p)
+{
+    struct buf v = { 0 };
+    int rc = 0;
+    if (hl7_get_decoded(m, p, &v) != HL7_VALUE)
+        goto out;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    if (!HMAC(EVP_sha256(), a->tf->key, (int)a->tf->key_len,
+              (const unsigned char *)v.p, v.len, md, &mdlen)) {
+        rc = fail(a, "HMAC-SHA-256 failed");
+        goto out;
+    }
+    char hex[2 * EVP_MAX_MD_SIZE + 1];
+    for (unsigned k = 0; k < mdlen; k++)
+        snprintf(hex + 2 * k, 3, "%02x", md[k]);
+    struct hl7_error he = { 0 };
+    if (hl7_set(m, p, hex, 2 * (size_t)mdlen, &he))
+        rc = fail_codec(a, p, &he);
+    OPENSSL_cleanse(hex, sizeof hex);
+out:
+    if (v.p)
+        OPENSSL_cleanse(v.p, v.len);   /* the identifier, in the clear */
+    buf_free(&v);
+    return rc;
+}
+
+static int apply_set(struct actx *a, struct hl7_msg *m)
+{
+    const struct tf *t = a->tf;
+    struct buf v = { 0 };
+    struct hl7_error he = { 0 };
+    int rc = 0;
+    if (t->has_text) {
+        if (hl7_set(m, &t->path, t->text, strlen(t->text), &he))
+            rc = fail_codec(a, &t->path, &he);
+    } else {
+        enum hl7_presence pr = hl7_get_decoded(m, &t->from, &v);
+        if ((pr == HL7_VALUE || pr == HL7_NULL)
+            && hl7_set(m, &t->path, v.p ? v.p : "", v.len, &he))
+            rc = fail_codec(a, &t->path, &he);
+    }
+    buf_free(&v);
+    return rc;
+}
+
+static int apply_copy(struct actx *a, struct hl7_msg *m)
+{
+    const struct tf *t = a->tf;
+    struct hl7_span s;
+    struct hl7_error he = { 0 };
+    enum hl7_presence pr = hl7_get(m, &t->from, &s);
+    if (pr == HL7_ABSENT || pr == HL7_EMPTY)
+        return hl7_clear(m, &t->path, &he) ? fail_codec(a, &t->path, &he) : 0;
+    /* The span may live in the segment the edit replaces: copy it first. */
+    struct buf v = { 0 };
+    if (buf_append(&v, s.p, s.len))
+        return fail(a, "out of memory");
+    int rc = 0;
+    if (hl7_set_raw(m, &t->path, v.p, v.len, &he))
+        rc = fail_codec(a, &t->path, &he);
+    buf_free(&v);
+    return rc;
+}
+
+/* Does the k-th (0-based) segment named name match the transform's when?
+ * Its paths then refer to that segment: it is evaluated on a copy of the
+ * message holding no other segment of that name. */
+static int segment_matches(struct actx *a, const struct hl7_msg *m, const char *name,
+                           size_t k, bool *match)
+{
+    struct buf ser = { 0 };
+    struct hl7_msg *v = NULL;
+    size_t *idx = NULL, n = 0;
+    int rc = -1;
+    if (hl7_serialise(m, HL7_SER_CR, &ser)
+        || hl7_parse(ser.p, ser.len, &(struct hl7_parse_opts){ .max_bytes = HL7_HARD_MAX },
+                     &v, NULL)
+        || !(idx = malloc((hl7_segment_count(v, name) + 1) * sizeof *idx))) {
+        fail(a, "cannot copy the message to evaluate when");
+        goto out;
+    }
+    char nm[4];
+    for (size_t i = 1; hl7_segment_at(v, i, nm, NULL); i++)
+        if (strncmp(nm, name, 3) == 0)
+            idx[n++] = i;
+    for (size_t j = n; j-- > 0;)          /* from the end: indices stay put */
+        if (j != k && hl7_segment_delete(v, idx[j], NULL)) {
+            fail(a, "cannot copy the message to evaluate when");
+            goto out;
+        }
+    *match = route_expr_eval(a->tf->when, v, NULL);
+    rc = 0;
+out:
+    free(idx);
+    hl7_free(v);
+    buf_free(&ser);
+    return rc;
+}
+
+static int apply_delete(struct actx *a, struct hl7_msg *m)
+{
+    const char *name = a->tf->path.seg;
+    size_t nseg = hl7_segment_count(m, NULL);
+    size_t of_name = hl7_segment_count(m, name);
+    /* From the last backwards, so indices before i stay put. */
+    for (size_t i = nseg; i-- > 1;) {
+        char nm[4];
+        hl7_segment_at(m, i, nm, NULL);
+        if (strncmp(nm, name, 3) != 0)
+            continue;
+        of_name--;                 /* i is now the of_name-th (0-based) */
+        bool match = true;
+        if (a->tf->when && segment_matches(a, m, name, of_name, &match))
+            return -1;
+        struct hl7_error he = { 0 };
+        if (match && hl7_segment_delete(m, i, &he))
+            return fail(a, "%s", he.text);
+    }
+    return 0;
+}
+
+int route_transforms_apply(const struct route_transforms *t, struct hl7_msg *m,
+                           struct buf *out, struct route_error *err)
+{
+    struct actx a = { .t = t, .err = err };
+    for (size_t i = 0; i < t->n; i++) {
+        const struct tf *tf = a.tf = &t->v[i];
+        int rc = 0;
+        bool field_only = !tf->path.rep && !tf->path.comp;
+        switch (tf->kind) {
+        case TF_SET:
+            rc = apply_set(&a, m);
+            break;
+        case TF_COPY:
+            rc = apply_copy(&a, m);
+            break;
+        case TF_CLEAR:
+            rc = each_place(&a, m, false, place_clear);
+            break;
+        case TF_DELETE_SEGMENT:
+            rc = apply_delete(&a, m);
+            break;
+        case TF_MAP:
+            rc = each_place(&a, m, true, place_map);
+            break;
+        case TF_PSEUDONYMISE:
+            rc = each_place(&a, m, true, place_pseudonymise);
+            break;
+        case TF_REDACT:
+            /* An empty `with` empties a whole field; otherwise each
+               repetition that holds something becomes `with`. */
+            rc = each_place(&a, m, !(field_only && !(tf->text && *tf->text)), place_redact);
+            break;
+        case TF_ENCODING:
+            break;
+        }
+        if (rc)
+            return -1;
+    }
+    int rc = t->json ? route_to_json(m, out) : hl7_serialise(m, HL7_SER_CR, out);
+    if (rc) {
+        a.tf = &(struct tf){ .setting = "output" };
+        return fail(&a, "out of memory writing the %s output", t->json ? "JSON" : "ER7");
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- JSON */
+
+/* Append p[0..n) to b as UTF-8: from ISO 8859-1 when latin1, otherwise
+ * checked, each byte that does not start a well-formed UTF-8 sequence
+ * becoming U+FFFD. */
+static int put_utf8(struct buf *b, const unsigned char *p, size_t n, bool latin1)
+{
+    static const char repl[] = "\xEF\xBF\xBD";
+    for (size_t i = 0; i < n;) {
+        unsigned char c = p[i];
+        if (c < 0x80) {
+            if (buf_putc(b, (char)c))
+                return -1;
+            i++;
+            continue;
+        }
+        if (latin1) {
+            char two[2] = { (char)(0xC0 | (c >> 6)), (char)(0x80 | (c & 0x3F)) };
+            if (buf_append(b, two, 2))
+                return -1;
+            i++;
+            continue;
+        }
+        size_t len = 0;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF)
+            len = 2;
+        else if (c >= 0xE0 && c <= 0xEF) {
+            len = 3;
+            if (c == 0xE0)
+                lo = 0xA0;           /* no overlong forms */
+            else if (c == 0xED)
+                hi = 0x9F;           /* no surrogates */
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            len = 4;
+            if (c == 0xF0)
+                lo = 0x90;
+            else if (c == 0xF4)
+                hi = 0x8F;           /* nothing above U+10FFFF */
+        }
+        bool ok = len && i + len <= n && p[i + 1] >= lo && p[i + 1] <= hi;
+        for (size_t k = 2; ok && k < len; k++)
+            ok = p[i + k] >= 0x80 && p[i + k] <= 0xBF;
+        if (ok ? buf_append(b, p + i, len) : buf_append(b, repl, 3))
+            return -1;
+        i += ok ? len : 1;
+    }
+    return 0;
+}
+
+struct jctx {
+    const struct hl7_delims *d;
+    bool    latin1;
+    json_t *segments, *fields, *reps, *comps, *subs;
+    struct buf dec, utf;
+    int     err;
+};
+
+/* The JSON value of a leaf: null when empty, else its decoded text. */
+static json_t *leaf_value(struct jctx *j, enum hl7_node kind, const struct hl7_path *path,
+                          const struct hl7_span *raw)
+{
+    if (raw->len == 0)
+        return json_null();
+    buf_reset(&j->dec);
+    buf_reset(&j->utf);
+    bool literal = kind == HL7_NODE_FIELD && path->field <= 2 && is_header_seg(path->seg);
+    if (literal ? buf_append(&j->dec, raw->p, raw->len)
+                : hl7_unescape(j->d, raw->p, raw->len, &j->dec))
+        return NULL;
+    if (put_utf8(&j->utf, (const unsigned char *)(j->dec.p ? j->dec.p : ""), j->dec.len,
+                 j->latin1))
+        return NULL;
+    return json_stringn(j->utf.p ? j->utf.p : "", j->utf.len);
+}
+
+static json_t *container(const char *key, json_t **arr)
+{
+    json_t *o = json_object();
+    *arr = json_array();
+    if (!o || !*arr || json_object_set_new(o, key, *arr)) {
+        json_decref(o);
+        *arr = NULL;
+        return NULL;
+    }
+    return o;
+}
+
+static int json_node(void *ctx, enum hl7_node kind, const struct hl7_path *path,
+                     const struct hl7_span *raw, bool leaf)
+{
+    struct jctx *j = ctx;
+    json_t *v = NULL, *into = NULL;
+    switch (kind) {
+    case HL7_NODE_SEGMENT: {
+        char id[4] = { path->seg[0], path->seg[1], path->seg[2], 0 };
+        if (!(v = json_object()) || json_array_append_new(j->segments, v)
+            || json_object_set_new(v, "id", json_string(id))
+            || json_object_set_new(v, "fields", j->fields = json_array()))
+            return j->err = -1;       /* what was made belongs to segments */
+        return 0;
+    }
+    case HL7_NODE_FIELD:
+        /* fields[k] is field k+1: fill the gaps the walk skips */
+        while (json_array_size(j->fields) + 1 < path->field)
+            if (json_array_append_new(j->fields, json_null()))
+                return j->err = -1;
+        into = j->fields;
+        j->reps = j->comps = j->subs = NULL;
+        if (leaf)
+            v = leaf_value(j, kind, path, raw);
+        else if (memchr(raw->p, j->d->repetition, raw->len))
+            v = container("repetitions", &j->reps);
+        else
+            v = container("components", &j->comps);
+        break;
+    case HL7_NODE_REP:
+        into = j->reps;
+        j->comps = j->subs = NULL;
+        v = leaf ? leaf_value(j, kind, path, raw) : container("components", &j->comps);
+        break;
+    case HL7_NODE_COMP:
+        into = j->comps;
+        j->subs = NULL;
+        v = leaf ? leaf_value(j, kind, path, raw) : container("subcomponents", &j->subs);
+        break;
+    case HL7_NODE_SUB:
+        into = j->subs;
+        v = leaf_value(j, kind, path, raw);
+        break;
+    }
+    if (!v || !into) {
+        json_decref(v);
+        return j->err = -1;
+    }
+    return j->err = json_array_append_new(into, v);
+}
+
+static int dump_to_buf(const char *p, size_t n, void *data)
+{
+    return buf_append(data, p, n);
+}
+
+int route_to_json(const struct hl7_msg *m, struct buf *out)
+{
+    struct jctx j = { .d = hl7_msg_delims(m) };
+    struct hl7_meta meta;
+    hl7_meta(m, &meta);
+    j.latin1 = meta.charset.len == 6 && memcmp(meta.charset.p, "8859/1", 6) == 0;
+    json_t *root = json_object();
+    j.segments = json_array();
+    int rc = -1;
+    if (!root || !j.segments || json_object_set_new(root, "segments", j.segments)) {
+        if (!root)
+            json_decref(j.segments);
+        goto out;
+    }
+    if (hl7_walk(m, json_node, &j) || j.err)
+        goto out;
+    size_t before = out->len;
+    if (json_dump_callback(root, dump_to_buf, out, JSON_COMPACT)) {
+        out->len = before;
+        if (out->p)
+            out->p[before] = '\0';
+        goto out;
+    }
+    rc = 0;
+out:
+    json_decref(root);
+    buf_free(&j.dec);
+    buf_free(&j.utf);
+    return rc;
+}

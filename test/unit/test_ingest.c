@@ -19,7 +19,9 @@
 #include "buf.h"
 #include "hl7.h"
 #include "ingest.h"
+#include "config.h"
 #include "log.h"
+#include "route.h"
 #include "store.h"
 
 #define SAMPLES "../shared/samples"
@@ -372,6 +374,73 @@ static void test_flush(void **state)
     assert_int_equal(f->nreplies, 1);
 }
 
+/* Routing at ingest: each destination's payload and outbox entry go into
+ * the message's transaction; no match is stored unrouted; a transform
+ * error is stored with the error and answered AE/CE, or AA/CA where the
+ * route accepts errors. */
+static void test_routing(void **state)
+{
+    struct fixture *f = *state;
+    struct config cfg;
+    struct config_errors errs = { 0 };
+    assert_int_equal(config_load("test/data/routes/ingest.conf", &cfg, &errs), CONFIG_OK);
+    struct router *r = router_new(&cfg, NULL, NULL);
+    assert_non_null(r);
+    ingest_set_router(f->in, r);
+    struct ingest_origin o = { "test-src", "127.0.0.1:5000", NULL };
+    const char *files[] = { "adt_a01.hl7", "oru_r01.hl7", "mdm_t02_letter.hl7",
+                            "custom_delimiters.hl7" };
+    for (size_t i = 0; i < 4; i++) {
+        char path[256];
+        size_t len;
+        snprintf(path, sizeof path, SAMPLES "/%s", files[i]);
+        char *b = slurp(path, &len);
+        assert_int_equal(ingest_submit(f->in, &o, NULL, b, len, on_reply, &F), 0);
+        free(b);
+    }
+    /* a message no route takes */
+    const char *siu = "MSH|^~\\&|PAS|RLH|LCR|ONELONDON|2026||SIU^S12|S1|P|2.4\rSCH|1\r";
+    assert_int_equal(ingest_submit(f->in, &o, NULL, siu, strlen(siu), on_reply, &F), 0);
+    run_loop(f);
+    assert_int_equal(f->nreplies, 5);
+    char a1[8], a2[64], ec[8];
+    ack_fields(&f->r[0], a1, a2, ec);
+    assert_string_equal(a1, "CA");
+    ack_fields(&f->r[1], a1, a2, ec);
+    assert_string_equal(a1, "CE");              /* refused route: stored, CE */
+    assert_string_equal(ec, "207");
+    assert_non_null(strstr(f->r[1].ack, "oru-needs-a-site"));
+    ack_fields(&f->r[2], a1, a2, ec);
+    assert_string_equal(a1, "CA");              /* accepted with the error recorded */
+    ack_fields(&f->r[3], a1, a2, ec);
+    assert_string_equal(a1, "AA");
+    ack_fields(&f->r[4], a1, a2, ec);
+    assert_string_equal(a1, "AA");
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(f->r[i].outcome, INGEST_ACCEPTED);
+
+    /* two ADTs to two destinations each; nothing for the others */
+    assert_int_equal(count(f, "messages"), 5);
+    assert_int_equal(count(f, "outbox"), 4);
+    assert_int_equal(count(f, "payloads"), 4);
+    static const uint8_t want_state[] = { STORE_MSG_ROUTED, STORE_MSG_ERROR, STORE_MSG_ERROR,
+                                          STORE_MSG_ROUTED, STORE_MSG_UNROUTED };
+    for (uint64_t id = 1; id <= 5; id++) {
+        struct store_msg m;
+        void *owner;
+        assert_int_equal(store_get_message(f->store, id, &m, &owner), 0);
+        assert_int_equal(m.state, want_state[id - 1]);
+        if (m.state == STORE_MSG_ERROR)
+            assert_non_null(strstr(m.note, "needs-a-site"));
+        else
+            assert_string_equal(m.note, "");
+        free(owner);
+    }
+    ingest_set_router(f->in, NULL);
+    router_free(r);
+    config_free(&cfg);
+}
+
 int main(void)
 {
     log_set_level(LOG_LEVEL_ERROR);
@@ -383,6 +452,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_map_grows, setup_small, teardown),
         cmocka_unit_test_setup_teardown(test_store_full, setup_tiny, teardown),
         cmocka_unit_test_setup_teardown(test_flush, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_routing, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

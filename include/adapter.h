@@ -31,6 +31,9 @@ struct adapter {
     struct ingest                   *ingest; /* where a source submits */
     struct event_base               *base;
     void                            *state;  /* state_size bytes, zeroed */
+    /* role DESTINATION: where outcomes go (see delivery_report) */
+    void (*report)(void *ctx, const struct delivery *d, int outcome, const char *detail);
+    void                            *report_ctx;
 };
 
 /* Counters an adapter keeps (metrics come later). */
@@ -70,6 +73,13 @@ const struct adapter_type *adapter_type_find(const char *name);
  * zeroed) and configure it. Returns NULL with err filled on failure. */
 struct adapter *adapter_new_source(const struct config_source *src, struct event_base *base,
                                    struct ingest *ingest, char *err, size_t errlen);
+/* The same for a destination; outcomes of send() go to report(ctx, ...)
+ * (an enum delivery_outcome in outcome). */
+struct adapter *adapter_new_destination(const struct config_destination *dst,
+                                        struct event_base *base,
+                                        void (*report)(void *ctx, const struct delivery *d,
+                                                       int outcome, const char *detail),
+                                        void *ctx, char *err, size_t errlen);
 void adapter_free(struct adapter *a);   /* stop + free; NULL allowed */
 
 #endif

@@ -38,6 +38,9 @@ check "nothing listening: exit 3, 'connect: Connection refused'" $? "$tmp/out"
 # serve MODE: the fake server on P2 (pid in $spid)
 serve() {
     [ -n "$spid" ] && { kill "$spid"; wait "$spid" 2>/dev/null; }
+    # empty the file here: the child truncates it only once it runs, and
+    # the previous server's "listening" would otherwise be waited on
+    : >"$tmp/serve.out"
     $PEER serve "$P2" "$1" >"$tmp/serve.out" 2>&1 &
     spid=$!
     track $spid

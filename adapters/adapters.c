@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "adapter_config.h"
+#include "delivery.h"
 
 const struct config_adapter_schema *const config_adapter_schemas[] = {
     &mllp_config_schema,
@@ -18,9 +19,11 @@ const struct config_adapter_schema *const config_adapter_schemas[] = {
 };
 
 extern const struct adapter_type mllp_adapter;
+extern const struct adapter_type file_adapter;
 
 static const struct adapter_type *const adapter_types[] = {
     &mllp_adapter,
+    &file_adapter,
     NULL,
 };
 
@@ -57,6 +60,44 @@ struct adapter *adapter_new_source(const struct config_source *src, struct event
         return NULL;
     }
     return a;
+}
+
+struct adapter *adapter_new_destination(const struct config_destination *dst,
+                                        struct event_base *base,
+                                        void (*report)(void *ctx, const struct delivery *d,
+                                                       int outcome, const char *detail),
+                                        void *ctx, char *err, size_t errlen)
+{
+    const struct adapter_type *t = adapter_type_find(dst->type);
+    if (!t || !(t->roles & ADAPTER_DESTINATION) || !t->send) {
+        snprintf(err, errlen, "adapter type \"%s\" cannot run as a destination yet", dst->type);
+        return NULL;
+    }
+    struct adapter *a = calloc(1, sizeof *a);
+    if (!a || !(a->state = calloc(1, t->state_size ? t->state_size : 1))) {
+        free(a);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    a->type = t;
+    a->name = dst->name;
+    a->role = ADAPTER_DESTINATION;
+    a->dst = dst;
+    a->base = base;
+    a->report = report;
+    a->report_ctx = ctx;
+    if (t->configure(a, err, errlen) != 0) {
+        adapter_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+void delivery_report(struct adapter *a, const struct delivery *d, enum delivery_outcome o,
+                     const char *detail)
+{
+    if (a->report)
+        a->report(a->report_ctx, d, (int)o, detail);
 }
 
 void adapter_free(struct adapter *a)

@@ -1,5 +1,6 @@
 /*
- * mllp.c: the MLLP source. Listens on host:port, plain or under TLS;
+ * mllp.c: the "mllp" adapter type, and its source role (the destination
+ * role is mllp_dest.c; the table's functions dispatch on a->role). Listens on host:port, plain or under TLS;
  * frames what each peer sends (mllp_frame.c), hands every message to
  * ingest and writes its ACK back, in the order the messages arrived.
  *
@@ -62,6 +63,7 @@
 #include "ingest.h"
 #include "log.h"
 #include "mllp.h"
+#include "mllp_dest.h"
 
 #define COMPONENT    "mllp"
 #define BACKLOG      512
@@ -212,7 +214,7 @@ nomem:
     return -1;
 }
 
-static int mllp_configure(struct adapter *a, char *err, size_t errlen)
+static int src_configure(struct adapter *a, char *err, size_t errlen)
 {
     struct mllp_source *s = a->state;
     const struct mllp_source_opts *o = a->src->opts;
@@ -774,7 +776,7 @@ static void close_listeners(struct mllp_source *s)
     s->relisten = NULL;
 }
 
-static int mllp_start(struct adapter *a, char *err, size_t errlen)
+static int src_start(struct adapter *a, char *err, size_t errlen)
 {
     struct mllp_source *s = a->state;
     struct addrinfo hints = { .ai_flags = AI_PASSIVE | AI_NUMERICSERV, .ai_family = AF_UNSPEC,
@@ -831,7 +833,7 @@ static int mllp_start(struct adapter *a, char *err, size_t errlen)
     return 0;
 }
 
-static void mllp_drain(struct adapter *a)
+static void src_drain(struct adapter *a)
 {
     struct mllp_source *s = a->state;
     s->draining = true;
@@ -843,7 +845,7 @@ static void mllp_drain(struct adapter *a)
     }
 }
 
-static bool mllp_busy(const struct adapter *a)
+static bool src_busy(const struct adapter *a)
 {
     const struct mllp_source *s = a->state;
     for (const struct conn *c = s->conns; c; c = c->next)
@@ -852,7 +854,7 @@ static bool mllp_busy(const struct adapter *a)
     return false;
 }
 
-static void mllp_stop(struct adapter *a)
+static void src_stop(struct adapter *a)
 {
     struct mllp_source *s = a->state;
 
@@ -886,19 +888,71 @@ static void mllp_stop(struct adapter *a)
     s->listen = NULL;
 }
 
-static void mllp_stats(const struct adapter *a, struct adapter_stats *out)
+static void src_stats(const struct adapter *a, struct adapter_stats *out)
 {
     const struct mllp_source *s = a->state;
     *out = s->st;
     out->connections_open = s->n_open;
 }
 
+/* The type serves both roles: each entry goes to the role's code. */
+
+static int mllp_configure(struct adapter *a, char *err, size_t errlen)
+{
+    return a->role == ADAPTER_DESTINATION ? mllp_dest_configure(a, err, errlen)
+                                          : src_configure(a, err, errlen);
+}
+
+static int mllp_start(struct adapter *a, char *err, size_t errlen)
+{
+    return a->role == ADAPTER_DESTINATION ? mllp_dest_start(a, err, errlen)
+                                          : src_start(a, err, errlen);
+}
+
+static int mllp_send(struct adapter *a, const struct delivery *d)
+{
+    return a->role == ADAPTER_DESTINATION ? mllp_dest_send(a, d) : -1;
+}
+
+static void mllp_drain(struct adapter *a)
+{
+    if (a->role != ADAPTER_DESTINATION)   /* a destination finishes its message */
+        src_drain(a);
+}
+
+static bool mllp_busy(const struct adapter *a)
+{
+    return a->role == ADAPTER_DESTINATION ? mllp_dest_busy(a) : src_busy(a);
+}
+
+static void mllp_stop(struct adapter *a)
+{
+    if (a->role == ADAPTER_DESTINATION)
+        mllp_dest_stop(a);
+    else
+        src_stop(a);
+}
+
+static void mllp_stats(const struct adapter *a, struct adapter_stats *out)
+{
+    if (a->role == ADAPTER_DESTINATION)
+        mllp_dest_stats(a, out);
+    else
+        src_stats(a, out);
+}
+
+union mllp_instance {
+    struct mllp_source src;
+    struct mllp_dest   dst;
+};
+
 const struct adapter_type mllp_adapter = {
     .name = "mllp",
-    .roles = ADAPTER_SOURCE,
-    .state_size = sizeof(struct mllp_source),
+    .roles = ADAPTER_SOURCE | ADAPTER_DESTINATION,
+    .state_size = sizeof(union mllp_instance),
     .configure = mllp_configure,
     .start = mllp_start,
+    .send = mllp_send,
     .drain = mllp_drain,
     .busy = mllp_busy,
     .stop = mllp_stop,

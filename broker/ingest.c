@@ -77,6 +77,8 @@ struct ingest {
     size_t              n, bytes;
     bool                urgent;
     struct ingest_stats stats;
+    void              (*on_commit)(void *ctx);
+    void               *on_commit_ctx;
 };
 
 static uint64_t now_ms(void)
@@ -627,6 +629,14 @@ static void commit_now(struct ingest *in)
         item_free(it);
         it = next;
     }
+    if (ok && in->on_commit)
+        in->on_commit(in->on_commit_ctx);
+}
+
+void ingest_set_on_commit(struct ingest *in, void (*fn)(void *ctx), void *ctx)
+{
+    in->on_commit = fn;
+    in->on_commit_ctx = ctx;
 }
 
 static void commit_cb(evutil_socket_t fd, short what, void *arg)

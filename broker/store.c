@@ -1262,3 +1262,308 @@ int store_enqueue(struct store_txn *t, const char *dest, uint64_t msg_id,
         *seq_out = seq;
     return 0;
 }
+
+/* ------------------------------------------------------------ delivery */
+
+#define OUTBOX_VAL_MIN (1 + 8 + 4 + 8 + 4)
+
+static void outbox_key(uint8_t kb[12], uint32_t dest, uint64_t seq)
+{
+    put_be32(kb, dest);
+    put_be64(kb + 4, seq);
+}
+
+/* An outbox value: format, msg id, attempts, next attempt, last error. */
+static int dec_outbox(const MDB_val *v, uint64_t *msg_id, uint32_t *attempts,
+                      uint64_t *next_ms, const uint8_t **err, size_t *err_len)
+{
+    struct dec d = { v->mv_data, v->mv_size };
+    uint64_t m, n;
+    const uint8_t *e;
+    size_t el;
+    if (dec_format(&d) || dec_u64(&d, &m) || d.left < 4)
+        return STORE_E_CORRUPT;
+    uint32_t a = get_be32(d.p);
+    d.p += 4;
+    d.left -= 4;
+    if (dec_u64(&d, &n) || dec_str(&d, &e, &el) || d.left != 0)
+        return STORE_E_CORRUPT;
+    if (msg_id) *msg_id = m;
+    if (attempts) *attempts = a;
+    if (next_ms) *next_ms = n;
+    if (err) *err = e;
+    if (err_len) *err_len = el;
+    return 0;
+}
+
+/* The message's fields the delivery needs, read in place: code (4),
+ * trigger (5) and control id (7) of the 12 strings. A message that is
+ * gone (pruned) or does not decode reads as empty strings. */
+static void msg_fields(MDB_txn *txn, struct store *s, uint64_t msg_id, uint64_t *received,
+                       const uint8_t *p[3], size_t l[3])
+{
+    static const int want[3] = { 7, 4, 5 };   /* control_id, code, trigger */
+    uint8_t kb[8];
+    put_be64(kb, msg_id);
+    MDB_val k = { 8, kb }, v;
+    for (int i = 0; i < 3; i++)
+        p[i] = NULL, l[i] = 0;
+    if (received)
+        *received = 0;
+    if (mdb_get(txn, s->dbi[DB_MESSAGES], &k, &v))
+        return;
+    struct dec d = { v.mv_data, v.mv_size };
+    uint64_t rec;
+    uint8_t state;
+    const uint8_t *sp[MSG_NSTR];
+    size_t sl[MSG_NSTR];
+    if (dec_format(&d) || dec_u64(&d, &rec) || dec_u8(&d, &state))
+        return;
+    for (int i = 0; i < MSG_NSTR; i++)
+        if (dec_str(&d, &sp[i], &sl[i]))
+            return;
+    if (received)
+        *received = rec;
+    for (int i = 0; i < 3; i++)
+        p[i] = sp[want[i]], l[i] = sl[want[i]];
+}
+
+int store_outbox_first(struct store *s, uint32_t dest_id, uint64_t min_seq,
+                       struct store_outbox_entry *e, void **owner)
+{
+    MDB_txn *txn;
+    MDB_cursor *c = NULL;
+    uint8_t kb[12];
+    MDB_val k = { 12, kb }, v;
+    *owner = NULL;
+    memset(e, 0, sizeof *e);
+    outbox_key(kb, dest_id, min_seq);
+    int rc = begin_read(s, &txn);
+    if (rc)
+        return rc;
+    if ((rc = mdb_cursor_open(txn, s->dbi[DB_OUTBOX], &c))) {
+        rc = fail(s, rc, "outbox");
+        goto out;
+    }
+    rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    if (rc == MDB_NOTFOUND || (rc == 0 && (k.mv_size != 12 || get_be32(k.mv_data) != dest_id))) {
+        rc = STORE_E_NOT_FOUND;
+        goto out;
+    }
+    if (rc) {
+        rc = fail(s, rc, "outbox");
+        goto out;
+    }
+    uint64_t seq = get_be64((uint8_t *)k.mv_data + 4), msg_id, next_ms;
+    uint32_t attempts;
+    const uint8_t *err;
+    size_t err_len;
+    if (dec_outbox(&v, &msg_id, &attempts, &next_ms, &err, &err_len)) {
+        snprintf(s->err, sizeof s->err, "store %s: outbox entry %u/%llu does not decode",
+                 s->dir, dest_id, (unsigned long long)seq);
+        rc = STORE_E_CORRUPT;
+        goto out;
+    }
+    uint8_t pk[12];
+    outbox_key(pk, dest_id, msg_id);
+    MDB_val pkv = { 12, pk }, pv;
+    rc = mdb_get(txn, s->dbi[DB_PAYLOADS], &pkv, &pv);
+    if (rc == MDB_NOTFOUND || (rc == 0 && (pv.mv_size < 1
+                                           || ((uint8_t *)pv.mv_data)[0] != FORMAT))) {
+        snprintf(s->err, sizeof s->err, "store %s: outbox entry %u/%llu has no payload "
+                 "(message %llu)", s->dir, dest_id, (unsigned long long)seq,
+                 (unsigned long long)msg_id);
+        rc = STORE_E_CORRUPT;
+        goto out;
+    }
+    if (rc) {
+        rc = fail(s, rc, "payloads");
+        goto out;
+    }
+    const uint8_t *mp[3];
+    size_t ml[3];
+    uint64_t received;
+    msg_fields(txn, s, msg_id, &received, mp, ml);
+
+    /* One block: payload, last error, control id, code, trigger, each
+     * NUL-terminated. */
+    size_t plen = pv.mv_size - 1;
+    size_t total = plen + 1 + err_len + 1 + ml[0] + 1 + ml[1] + 1 + ml[2] + 1;
+    char *block = malloc(total), *p = block;
+    if (!block) {
+        rc = STORE_E_NOMEM;
+        goto out;
+    }
+    const uint8_t *src[5] = { (uint8_t *)pv.mv_data + 1, err, mp[0], mp[1], mp[2] };
+    size_t len[5] = { plen, err_len, ml[0], ml[1], ml[2] };
+    const char **dst[5] = { &e->payload, &e->last_error, &e->control_id, &e->code,
+                            &e->trigger };
+    for (int i = 0; i < 5; i++) {
+        if (len[i])
+            memcpy(p, src[i], len[i]);
+        p[len[i]] = '\0';
+        *dst[i] = p;
+        p += len[i] + 1;
+    }
+    e->dest_id = dest_id;
+    e->seq = seq;
+    e->msg_id = msg_id;
+    e->attempts = attempts;
+    e->next_attempt_ms = next_ms;
+    e->received_ms = received;
+    e->len = plen;
+    *owner = block;
+    rc = 0;
+out:
+    if (c)
+        mdb_cursor_close(c);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+/* The outbox entry's msg id, with the transaction's own writes. */
+static int outbox_get(struct store_txn *t, uint32_t dest, uint64_t seq, uint8_t kb[12],
+                      uint64_t *msg_id)
+{
+    struct store *s = t->s;
+    outbox_key(kb, dest, seq);
+    MDB_val k = { 12, kb }, v;
+    int rc = mdb_get(t->txn, s->dbi[DB_OUTBOX], &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        snprintf(s->err, sizeof s->err, "store %s: no outbox entry %u/%llu", s->dir, dest,
+                 (unsigned long long)seq);
+        return STORE_E_NOT_FOUND;
+    }
+    if (rc)
+        return fail(s, rc, "cannot read outbox");
+    if (dec_outbox(&v, msg_id, NULL, NULL, NULL, NULL)) {
+        snprintf(s->err, sizeof s->err, "store %s: outbox entry %u/%llu does not decode",
+                 s->dir, dest, (unsigned long long)seq);
+        return STORE_E_CORRUPT;
+    }
+    return 0;
+}
+
+static int del(struct store_txn *t, int db, MDB_val *k)
+{
+    int rc = mdb_del(t->txn, t->s->dbi[db], k, NULL);
+    if (rc) {
+        char what[64];
+        snprintf(what, sizeof what, "cannot delete from %s", db_names[db]);
+        t->failed = fail(t->s, rc, what);
+        return t->failed;
+    }
+    return 0;
+}
+
+int store_outbox_delivered(struct store_txn *t, uint32_t dest_id, uint64_t seq)
+{
+    int rc = txn_check(t);
+    if (rc)
+        return rc;
+    uint8_t kb[12];
+    uint64_t msg_id;
+    if ((rc = outbox_get(t, dest_id, seq, kb, &msg_id)))
+        return rc;
+    MDB_val k = { 12, kb };
+    return del(t, DB_OUTBOX, &k);
+}
+
+int store_outbox_retry(struct store_txn *t, uint32_t dest_id, uint64_t seq,
+                       uint32_t attempts, uint64_t next_attempt_ms, const char *last_error)
+{
+    int rc = txn_check(t);
+    if (rc)
+        return rc;
+    struct store *s = t->s;
+    size_t el = last_error ? strlen(last_error) : 0;
+    if (el > UINT32_MAX)
+        return fail_code(s, STORE_E_INVAL, "store_outbox_retry: an error over 4 GiB");
+    uint8_t kb[12];
+    uint64_t msg_id;
+    if ((rc = outbox_get(t, dest_id, seq, kb, &msg_id)))
+        return rc;
+    MDB_val k = { 12, kb }, v = { OUTBOX_VAL_MIN + el, NULL };
+    if ((rc = put(t, DB_OUTBOX, &k, &v, MDB_RESERVE)))
+        return rc;
+    uint8_t *p = v.mv_data;
+    p[0] = FORMAT;
+    put_be64(p + 1, msg_id);
+    put_be32(p + 9, attempts);
+    put_be64(p + 13, next_attempt_ms);
+    put_be32(p + 21, (uint32_t)el);
+    if (el)
+        memcpy(p + OUTBOX_VAL_MIN, last_error, el);
+    return 0;
+}
+
+int store_outbox_dead(struct store_txn *t, uint32_t dest_id, uint64_t seq,
+                      const char *final_error)
+{
+    int rc = txn_check(t);
+    if (rc)
+        return rc;
+    struct store *s = t->s;
+    size_t el = final_error ? strlen(final_error) : 0;
+    if (el > UINT32_MAX)
+        return fail_code(s, STORE_E_INVAL, "store_outbox_dead: an error over 4 GiB");
+    uint8_t kb[12];
+    uint64_t msg_id;
+    if ((rc = outbox_get(t, dest_id, seq, kb, &msg_id)))
+        return rc;
+    /* dead: format, msg id, u32-length final error */
+    MDB_val k = { 12, kb }, v = { 1 + 8 + 4 + el, NULL };
+    if ((rc = put(t, DB_DEAD, &k, &v, MDB_RESERVE)))
+        return rc;
+    uint8_t *p = v.mv_data;
+    p[0] = FORMAT;
+    put_be64(p + 1, msg_id);
+    put_be32(p + 9, (uint32_t)el);
+    if (el)
+        memcpy(p + 13, final_error, el);
+    MDB_val dk = { 12, kb };
+    return del(t, DB_OUTBOX, &dk);
+}
+
+int store_outbox_depth(struct store *s, uint32_t dest_id, uint64_t *n, uint64_t *oldest_ms)
+{
+    MDB_txn *txn;
+    MDB_cursor *c = NULL;
+    uint8_t kb[12];
+    MDB_val k = { 12, kb }, v;
+    uint64_t count = 0, oldest = 0;
+    outbox_key(kb, dest_id, 0);
+    int rc = begin_read(s, &txn);
+    if (rc)
+        return rc;
+    if ((rc = mdb_cursor_open(txn, s->dbi[DB_OUTBOX], &c))) {
+        rc = fail(s, rc, "outbox");
+        goto out;
+    }
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != 12 || get_be32(k.mv_data) != dest_id)
+            break;
+        if (count++ == 0) {
+            uint64_t msg_id;
+            const uint8_t *mp[3];
+            size_t ml[3];
+            if (dec_outbox(&v, &msg_id, NULL, NULL, NULL, NULL) == 0)
+                msg_fields(txn, s, msg_id, &oldest, mp, ml);
+        }
+    }
+    if (rc && rc != MDB_NOTFOUND) {
+        rc = fail(s, rc, "outbox");
+        goto out;
+    }
+    rc = 0;
+out:
+    if (c)
+        mdb_cursor_close(c);
+    mdb_txn_abort(txn);
+    if (!rc) {
+        if (n) *n = count;
+        if (oldest_ms) *oldest_ms = oldest;
+    }
+    return rc;
+}

@@ -47,4 +47,95 @@ typedef void (*delivery_report_fn)(void *ctx, const struct delivery *d,
 void delivery_report(struct adapter *a, const struct delivery *d,
                      enum delivery_outcome o, const char *detail);
 
+/* ------------------------------------------------------------ the engine
+ *
+ * One engine per broker, on the event loop. Each configured destination
+ * is an adapter instance fed strictly in outbox order, one delivery in
+ * flight at a time:
+ *   - the head entry is read from the store (attempts and next attempt
+ *     time included, so a restart resumes exactly where the store says:
+ *     at the first unconfirmed entry; at-least-once);
+ *   - DELIVERY_OK: the entry is marked delivered (its payload is kept)
+ *     and the next one is sent;
+ *   - DELIVERY_RETRY: attempts + 1, the next attempt after a backoff of
+ *     full jitter, uniform in [initial_ms, min(max_ms, initial_ms *
+ *     2^(attempts-1))]; once attempts reaches retry.max_attempts (when not
+ *     0) the entry is dead-lettered instead;
+ *   - DELIVERY_PERMANENT: dead-lettered at once.
+ * The detail of every failure is kept as the entry's last error. An entry
+ * that keeps failing blocks its destination only.
+ *
+ * Outcomes are written in batches: every outcome reported in one loop
+ * iteration joins one short store transaction of the engine's own, run
+ * from a lowest-priority event (as ingest's group commit, which it never
+ * overlaps: both run to completion on the one loop thread). The next entry
+ * is read only after that commit, so the store is the only truth.
+ */
+
+struct event_base;
+struct store;
+struct ingest;
+struct config_destination;
+struct adapter_type;
+struct delivery_engine;
+
+enum delivery_code {
+    DELIVERY_E_NOMEM = -200,
+    DELIVERY_E_NOT_FOUND = -201,   /* no destination of that name */
+    DELIVERY_E_ADAPTER = -202,     /* a destination adapter would not configure or start */
+    DELIVERY_E_STORE = -203,       /* the store failed (store_last_error says why) */
+};
+
+const char *delivery_strerror(int code);
+
+struct delivery_opts {
+    struct event_base               *base;
+    struct store                    *store;
+    const struct config_destination *dests;   /* must outlive the engine */
+    size_t                           n_dests;
+    /* Tests: make every destination an instance of this type instead of
+       the type its config names (NULL: adapter_new_destination). */
+    const struct adapter_type       *type;
+    uint64_t                         seed;    /* backoff jitter; 0: from the clock */
+};
+
+/* Create the engine: each destination's adapter (configured and
+ * started), its store id (assigned now if new: one write transaction, so
+ * call it with none open), and a first look at every outbox not paused
+ * by its config. On failure returns a code with err filled. */
+int  delivery_new(const struct delivery_opts *o, struct delivery_engine **out,
+                  char *err, size_t errlen);
+/* Write the outcomes not yet written, stop the adapters (a delivery in
+ * flight is abandoned: the entry stays first in its outbox and is sent
+ * again next time), free. NULL allowed. */
+void delivery_free(struct delivery_engine *e);
+
+/* Look again at every idle outbox (new entries were committed). Cheap: the
+ * looking happens in an event, once, however often it is called. */
+void delivery_kick(struct delivery_engine *e);
+
+/* Have in call delivery_kick after each commit that stored something. */
+void delivery_attach_ingest(struct delivery_engine *e, struct ingest *in);
+
+/* Write the outcomes reported so far now (they are otherwise written at
+ * the end of the loop iteration). Returns 0 or DELIVERY_E_STORE. */
+int  delivery_flush(struct delivery_engine *e);
+
+/* Pause a destination: nothing more is sent to it (a delivery in flight
+ * finishes and its outcome is recorded) until delivery_resume. Both
+ * return 0 or DELIVERY_E_NOT_FOUND. */
+int  delivery_pause(struct delivery_engine *e, const char *dest);
+int  delivery_resume(struct delivery_engine *e, const char *dest);
+
+/* A destination's state and counters since start. */
+struct delivery_dest_stats {
+    uint32_t dest_id;
+    bool     paused;
+    bool     in_flight;          /* a delivery awaits its outcome */
+    uint64_t next_attempt_ms;    /* the head is waiting to be retried then (0: not) */
+    uint64_t delivered, retried, dead_lettered;
+};
+int  delivery_get_stats(const struct delivery_engine *e, const char *dest,
+                        struct delivery_dest_stats *st);
+
 #endif

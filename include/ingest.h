@@ -76,6 +76,10 @@ int ingest_refuse_oversize(struct ingest *in, const struct ingest_origin *o,
                            const char *head, size_t head_len, size_t total,
                            size_t limit, ingest_reply_fn fn, void *ctx);
 
+/* Call fn(ctx) after each successful commit, once its replies are
+ * called (the delivery engine looks at its outboxes again). NULL: none. */
+void ingest_set_on_commit(struct ingest *in, void (*fn)(void *ctx), void *ctx);
+
 /* Commit whatever is pending now and call its replies (used at shutdown). */
 void ingest_flush(struct ingest *in);
 

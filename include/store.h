@@ -22,7 +22,7 @@
  *                                  "audit_head": u64 last seq + its hash)
  *   outbox      u32 destination id + u64 seq -> see store_enqueue
  *   payloads    u32 destination id + u64 msg id -> the bytes to send
- *   dead        u32 destination id + u64 seq (filled by delivery, later)
+ *   dead        u32 destination id + u64 seq -> see store_outbox_dead
  * The encoding: after the format byte, fixed-width big-endian integers,
  * then each string as a u32 big-endian length and its bytes, in the order
  * of the struct's fields (a NULL string is stored as ""). Raw message
@@ -212,5 +212,54 @@ int store_count(struct store *s, const char *db, uint64_t *n);
  * records missing after (or added beyond) the head kept in meta.
  * *checked receives the number of records that held. Either may be NULL. */
 int store_audit_verify(struct store *s, uint64_t *checked, uint64_t *bad);
+
+/* ------------------------------------------------------------ delivery
+ * The delivery engine's view of the outbox (DESIGN.md §1: per-destination
+ * FIFO). The write calls need the store's one write transaction; a call
+ * that fails after writing leaves it to be aborted, as above. */
+
+/* One outbox entry with what sending it needs. */
+struct store_outbox_entry {
+    uint32_t    dest_id;
+    uint64_t    seq;
+    uint64_t    msg_id;
+    uint32_t    attempts;        /* attempts made so far (0: never tried) */
+    uint64_t    next_attempt_ms; /* Unix ms; 0: now */
+    uint64_t    received_ms;     /* the message's (0 when its record is gone) */
+    const char *last_error;      /* "" when none */
+    const char *payload;         /* the bytes to send (NUL-terminated beyond len) */
+    size_t      len;
+    const char *control_id, *code, *trigger;   /* from the message record ("" when gone) */
+};
+
+/* The first entry of dest_id's outbox with seq >= min_seq (0 or 1: the
+ * head), committed data only (a read transaction of its own). Fills *e
+ * with pointers into *owner, one malloc'd block the caller frees; every
+ * string NUL-terminated. STORE_E_NOT_FOUND when there is none;
+ * STORE_E_CORRUPT for an entry that does not decode or has no payload
+ * (*owner then NULL). */
+int store_outbox_first(struct store *s, uint32_t dest_id, uint64_t min_seq,
+                       struct store_outbox_entry *e, void **owner);
+
+/* Delivered: the outbox entry goes; its payload stays ("exactly what was
+ * sent to whom" is kept for audit until retention prunes it).
+ * STORE_E_NOT_FOUND when there is no such entry. */
+int store_outbox_delivered(struct store_txn *t, uint32_t dest_id, uint64_t seq);
+
+/* A failed attempt: rewrite the entry's attempts, next attempt time (Unix
+ * ms) and last error (NULL: ""). STORE_E_NOT_FOUND when there is none. */
+int store_outbox_retry(struct store_txn *t, uint32_t dest_id, uint64_t seq,
+                       uint32_t attempts, uint64_t next_attempt_ms, const char *last_error);
+
+/* Dead-letter: dead[dest_id + seq] = format, u64 msg id, u32-length final
+ * error; the outbox entry goes, the payload stays. STORE_E_NOT_FOUND when
+ * there is no such outbox entry. */
+int store_outbox_dead(struct store_txn *t, uint32_t dest_id, uint64_t seq,
+                      const char *final_error);
+
+/* Entries queued for dest_id, and the received time of the oldest one's
+ * message (0 when the queue is empty or its record is gone). Either
+ * pointer may be NULL. Committed data only. */
+int store_outbox_depth(struct store *s, uint32_t dest_id, uint64_t *n, uint64_t *oldest_ms);
 
 #endif

@@ -1,0 +1,543 @@
+/*
+ * delivery.c: the delivery engine (include/delivery.h). Feeds each
+ * destination adapter the head of its outbox, one at a time, and writes
+ * the outcomes back to the store in one short transaction per loop
+ * iteration.
+ */
+#include "delivery.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "adapter.h"
+#include "config.h"
+#include "ingest.h"
+#include "log.h"
+#include "store.h"
+
+/* A store failure while writing outcomes: try again after this long. */
+#define STORE_RETRY_MS 1000
+#define ERR_MAX        1024
+
+enum dest_state {
+    D_IDLE,         /* nothing queued (or paused): waits for a kick or resume */
+    D_WAITING,      /* the head waits for its next attempt time (timer armed) */
+    D_SENDING,      /* handed to the adapter; its report is awaited */
+    D_WRITING,      /* the outcome is reported, its store write is pending */
+};
+
+enum pending { P_NONE, P_DELIVERED, P_RETRY, P_DEAD };
+
+struct dest {
+    struct delivery_engine          *eng;
+    const struct config_destination *cfg;
+    uint32_t                         id;
+    struct adapter                  *a;
+    enum dest_state                  state;
+    bool                             paused;
+    struct event                    *timer;
+    /* the entry in flight (D_SENDING, D_WRITING) */
+    struct store_outbox_entry        cur;
+    void                            *cur_owner;
+    struct delivery                  d;
+    char                             payload_ctrl[200];
+    /* its outcome, until written */
+    enum pending                     pend;
+    uint32_t                         pend_attempts;
+    uint64_t                         pend_next_ms;
+    char                             pend_err[ERR_MAX];
+    uint64_t                         next_attempt_ms;
+    uint64_t                         delivered, retried, dead;
+};
+
+struct delivery_engine {
+    struct event_base *base;
+    struct store      *store;
+    struct dest       *dests;
+    size_t             n;
+    struct event      *write_ev;   /* lowest priority: the outcome batch */
+    struct event      *kick_ev;
+    struct event      *retry_ev;   /* the store failed: write again later */
+    uint64_t           rng;
+    bool               closing;
+};
+
+const char *delivery_strerror(int code)
+{
+    switch (code) {
+    case 0:                     return "success";
+    case DELIVERY_E_NOMEM:      return "out of memory";
+    case DELIVERY_E_NOT_FOUND:  return "no such destination";
+    case DELIVERY_E_ADAPTER:    return "a destination adapter failed to start";
+    case DELIVERY_E_STORE:      return "the store failed";
+    }
+    return "unknown delivery error";
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* splitmix64: jitter needs spread, not secrecy. */
+static uint64_t rng_next(struct delivery_engine *e)
+{
+    uint64_t z = (e->rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t retry_initial(const struct config_destination *c)
+{
+    return c->retry.initial_ms > 0 ? (uint64_t)c->retry.initial_ms : 1;
+}
+
+static uint64_t retry_max(const struct config_destination *c)
+{
+    uint64_t init = retry_initial(c);
+    return c->retry.max_ms > 0 && (uint64_t)c->retry.max_ms > init ? (uint64_t)c->retry.max_ms
+                                                                     : init;
+}
+
+/* Full jitter after the attempts-th failure: uniform in [initial, cap],
+ * cap = min(max, initial * 2^(attempts-1)). */
+static uint64_t backoff_ms(struct delivery_engine *e, const struct config_destination *c,
+                           uint32_t attempts)
+{
+    uint64_t init = retry_initial(c), max = retry_max(c), cap = init;
+    for (uint32_t i = 1; i < attempts && cap < max; i++)
+        cap = cap > max / 2 ? max : cap * 2;
+    if (cap > max)
+        cap = max;
+    return init + rng_next(e) % (cap - init + 1);
+}
+
+/* MSH-10 of an ER7 payload ("" for anything else). */
+static void payload_control_id(const char *p, size_t len, char *out, size_t outlen)
+{
+    out[0] = '\0';
+    if (len < 4 || memcmp(p, "MSH", 3) != 0)
+        return;
+    char sep = p[3];
+    size_t i = 3;
+    for (int field = 1; field < 10; field++) {   /* p[3] opens MSH-2 */
+        while (i < len && p[i] != sep && p[i] != '\r' && p[i] != '\n')
+            i++;
+        if (i >= len || p[i] != sep)
+            return;
+        i++;
+    }
+    size_t n = 0;
+    while (i + n < len && p[i + n] != sep && p[i + n] != '\r' && p[i + n] != '\n'
+           && n + 1 < outlen)
+        n++;
+    memcpy(out, p + i, n);
+    out[n] = '\0';
+}
+
+static void fetch(struct dest *d);
+static void schedule_write(struct delivery_engine *e);
+
+static void drop_current(struct dest *d)
+{
+    free(d->cur_owner);
+    d->cur_owner = NULL;
+    memset(&d->cur, 0, sizeof d->cur);
+}
+
+static void arm_timer(struct dest *d, uint64_t delay_ms)
+{
+    struct timeval tv = { (time_t)(delay_ms / 1000), (suseconds_t)(delay_ms % 1000) * 1000 };
+    evtimer_add(d->timer, &tv);
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct dest *d = arg;
+    if (d->state == D_WAITING) {
+        d->state = D_IDLE;
+        fetch(d);
+    }
+}
+
+/* Send the head of d's outbox, or wait for its time, or go idle. */
+static void fetch(struct dest *d)
+{
+    struct delivery_engine *e = d->eng;
+    if (d->paused || d->state != D_IDLE || e->closing)
+        return;
+    drop_current(d);
+    d->next_attempt_ms = 0;
+    int rc = store_outbox_first(e->store, d->id, 0, &d->cur, &d->cur_owner);
+    if (rc == STORE_E_NOT_FOUND)
+        return;
+    if (rc) {
+        /* A corrupt head blocks its destination (FIFO) until an operator
+           acts; look again later in case it was the store, not the entry. */
+        log_error("delivery", "cannot read the outbox", "destination=%s error=%s detail=%s",
+                  d->cfg->name, store_strerror(rc), store_last_error(e->store));
+        d->state = D_WAITING;
+        arm_timer(d, retry_max(d->cfg));
+        return;
+    }
+    uint64_t now = now_ms();
+    if (d->cur.next_attempt_ms > now) {
+        uint64_t wait = d->cur.next_attempt_ms - now;
+        if (wait > retry_max(d->cfg))   /* the clock went back */
+            wait = retry_max(d->cfg);
+        d->next_attempt_ms = d->cur.next_attempt_ms;
+        d->state = D_WAITING;
+        arm_timer(d, wait);
+        return;
+    }
+    payload_control_id(d->cur.payload, d->cur.len, d->payload_ctrl, sizeof d->payload_ctrl);
+    d->d = (struct delivery){
+        .dest_id = d->id, .seq = d->cur.seq, .msg_id = d->cur.msg_id,
+        .payload = d->cur.payload, .len = d->cur.len, .control_id = d->cur.control_id,
+        .payload_control_id = d->payload_ctrl, .code = d->cur.code,
+        .trigger = d->cur.trigger, .attempt = d->cur.attempts + 1,
+    };
+    d->state = D_SENDING;
+    if (d->a->type->send(d->a, &d->d) != 0 && d->state == D_SENDING)
+        delivery_report(d->a, &d->d, DELIVERY_RETRY, "the adapter could not start sending");
+}
+
+/* The adapter's report (a->report). */
+static void on_report(void *ctx, const struct delivery *del, int outcome, const char *detail)
+{
+    struct dest *d = ctx;
+    struct delivery_engine *e = d->eng;
+    if (d->state != D_SENDING || !del || del->seq != d->cur.seq) {
+        log_warn("delivery", "an outcome for no delivery in flight was ignored",
+                 "destination=%s seq=%llu", d->cfg->name,
+                 del ? (unsigned long long)del->seq : 0ull);
+        return;
+    }
+    const char *why = detail && detail[0] ? detail : "no detail given";
+    uint32_t attempts = d->cur.attempts + 1;
+    int64_t max_attempts = d->cfg->retry.max_attempts;
+    switch (outcome) {
+    case DELIVERY_OK:
+        d->pend = P_DELIVERED;
+        d->pend_err[0] = '\0';
+        break;
+    case DELIVERY_RETRY:
+        if (max_attempts > 0 && attempts >= (uint64_t)max_attempts) {
+            d->pend = P_DEAD;
+            snprintf(d->pend_err, sizeof d->pend_err, "gave up after %u attempts: %s",
+                     attempts, why);
+        } else {
+            d->pend = P_RETRY;
+            d->pend_next_ms = now_ms() + backoff_ms(e, d->cfg, attempts);
+            snprintf(d->pend_err, sizeof d->pend_err, "%s", why);
+        }
+        break;
+    default:
+        d->pend = P_DEAD;
+        snprintf(d->pend_err, sizeof d->pend_err, "permanent failure: %s", why);
+        break;
+    }
+    d->pend_attempts = attempts;
+    d->state = D_WRITING;
+    schedule_write(e);
+}
+
+static void schedule_write(struct delivery_engine *e)
+{
+    if (!e->closing)
+        event_active(e->write_ev, 0, 0);
+}
+
+static int write_outcomes(struct delivery_engine *e, struct store_txn *t)
+{
+    int rc = 0;
+    for (size_t i = 0; i < e->n && !rc; i++) {
+        struct dest *d = &e->dests[i];
+        if (d->state != D_WRITING)
+            continue;
+        switch (d->pend) {
+        case P_DELIVERED:
+            rc = store_outbox_delivered(t, d->id, d->cur.seq);
+            break;
+        case P_RETRY:
+            rc = store_outbox_retry(t, d->id, d->cur.seq, d->pend_attempts, d->pend_next_ms,
+                                    d->pend_err);
+            break;
+        case P_DEAD:
+            rc = store_outbox_dead(t, d->id, d->cur.seq, d->pend_err);
+            break;
+        case P_NONE:
+            break;
+        }
+        /* the entry went (an operator purged it): nothing to record */
+        if (rc == STORE_E_NOT_FOUND)
+            rc = 0;
+    }
+    return rc;
+}
+
+int delivery_flush(struct delivery_engine *e)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < e->n; i++)
+        n += e->dests[i].state == D_WRITING;
+    if (!n)
+        return 0;
+    int rc;
+    for (;;) {
+        struct store_txn *t;
+        if ((rc = store_begin(e->store, &t)))
+            break;
+        if ((rc = write_outcomes(e, t)))
+            store_abort(t);
+        else
+            rc = store_commit(t);
+        if (rc != STORE_E_MAP_FULL || (rc = store_grow(e->store)))
+            break;
+    }
+    if (rc) {
+        log_error("delivery", "cannot record delivery outcomes; trying again",
+                  "error=%s detail=%s", store_strerror(rc), store_last_error(e->store));
+        if (!e->closing) {
+            struct timeval tv = { STORE_RETRY_MS / 1000, (STORE_RETRY_MS % 1000) * 1000 };
+            evtimer_add(e->retry_ev, &tv);
+        }
+        return DELIVERY_E_STORE;
+    }
+    for (size_t i = 0; i < e->n; i++) {
+        struct dest *d = &e->dests[i];
+        if (d->state != D_WRITING)
+            continue;
+        if (d->pend == P_DELIVERED)
+            d->delivered++;
+        else if (d->pend == P_RETRY)
+            d->retried++;
+        else if (d->pend == P_DEAD) {
+            d->dead++;
+            log_warn("delivery", "message dead-lettered", "destination=%s seq=%llu msg=%llu "
+                     "error=%s", d->cfg->name, (unsigned long long)d->cur.seq,
+                     (unsigned long long)d->cur.msg_id, d->pend_err);
+        }
+        d->pend = P_NONE;
+        d->state = D_IDLE;
+        drop_current(d);
+        fetch(d);
+    }
+    return 0;
+}
+
+static void write_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    delivery_flush(arg);
+}
+
+static void kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct delivery_engine *e = arg;
+    for (size_t i = 0; i < e->n; i++)
+        fetch(&e->dests[i]);
+}
+
+void delivery_kick(struct delivery_engine *e)
+{
+    if (e && !e->closing)
+        event_active(e->kick_ev, 0, 0);
+}
+
+static void on_ingest_commit(void *ctx)
+{
+    delivery_kick(ctx);
+}
+
+void delivery_attach_ingest(struct delivery_engine *e, struct ingest *in)
+{
+    ingest_set_on_commit(in, on_ingest_commit, e);
+}
+
+static struct dest *find(const struct delivery_engine *e, const char *name)
+{
+    for (size_t i = 0; name && i < e->n; i++)
+        if (strcmp(e->dests[i].cfg->name, name) == 0)
+            return &e->dests[i];
+    return NULL;
+}
+
+int delivery_pause(struct delivery_engine *e, const char *name)
+{
+    struct dest *d = find(e, name);
+    if (!d)
+        return DELIVERY_E_NOT_FOUND;
+    d->paused = true;
+    if (d->state == D_WAITING) {
+        evtimer_del(d->timer);
+        d->state = D_IDLE;
+    }
+    return 0;
+}
+
+int delivery_resume(struct delivery_engine *e, const char *name)
+{
+    struct dest *d = find(e, name);
+    if (!d)
+        return DELIVERY_E_NOT_FOUND;
+    d->paused = false;
+    fetch(d);
+    return 0;
+}
+
+int delivery_get_stats(const struct delivery_engine *e, const char *name,
+                       struct delivery_dest_stats *st)
+{
+    const struct dest *d = find(e, name);
+    if (!d)
+        return DELIVERY_E_NOT_FOUND;
+    *st = (struct delivery_dest_stats){
+        .dest_id = d->id, .paused = d->paused,
+        .in_flight = d->state == D_SENDING || d->state == D_WRITING,
+        .next_attempt_ms = d->state == D_WAITING ? d->next_attempt_ms : 0,
+        .delivered = d->delivered, .retried = d->retried, .dead_lettered = d->dead,
+    };
+    return 0;
+}
+
+/* Store ids for every destination, assigned now for new ones. */
+static int assign_ids(struct delivery_engine *e, char *err, size_t errlen)
+{
+    struct store_txn *t;
+    int rc = store_begin(e->store, &t);
+    for (size_t i = 0; !rc && i < e->n; i++)
+        rc = store_dest_id(t, e->dests[i].cfg->name, &e->dests[i].id);
+    if (rc)
+        store_abort(t);
+    else
+        rc = store_commit(t);
+    if (rc) {
+        snprintf(err, errlen, "delivery: cannot assign destination ids: %s",
+                 store_last_error(e->store));
+        return DELIVERY_E_STORE;
+    }
+    return 0;
+}
+
+/* An instance of an injected type (tests), as adapter_new_destination
+ * makes one of the configured type. */
+static struct adapter *new_injected(const struct adapter_type *t, struct dest *d,
+                                    char *err, size_t errlen)
+{
+    struct adapter *a = calloc(1, sizeof *a);
+    if (!a || !(a->state = calloc(1, t->state_size ? t->state_size : 1))) {
+        free(a);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    a->type = t;
+    a->name = d->cfg->name;
+    a->role = ADAPTER_DESTINATION;
+    a->dst = d->cfg;
+    a->base = d->eng->base;
+    a->report = on_report;
+    a->report_ctx = d;
+    if (t->configure && t->configure(a, err, errlen) != 0) {
+        adapter_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+int delivery_new(const struct delivery_opts *o, struct delivery_engine **out,
+                 char *err, size_t errlen)
+{
+    struct delivery_engine *e = calloc(1, sizeof *e);
+    int rc = DELIVERY_E_NOMEM;
+    char aerr[512];
+    *out = NULL;
+    if (!e || (o->n_dests && !(e->dests = calloc(o->n_dests, sizeof *e->dests)))) {
+        snprintf(err, errlen, "delivery: out of memory");
+        goto out;
+    }
+    e->base = o->base;
+    e->store = o->store;
+    e->n = o->n_dests;
+    e->rng = o->seed ? o->seed : now_ms() ^ ((uint64_t)getpid() << 32);
+    /* The outcome batch runs at the lowest priority, like ingest's commit. */
+    if (event_base_get_npriorities(e->base) < 3)
+        event_base_priority_init(e->base, 3);
+    int low = event_base_get_npriorities(e->base) - 1;
+    e->write_ev = event_new(e->base, -1, 0, write_cb, e);
+    e->kick_ev = event_new(e->base, -1, 0, kick_cb, e);
+    e->retry_ev = evtimer_new(e->base, write_cb, e);
+    if (!e->write_ev || !e->kick_ev || !e->retry_ev || event_priority_set(e->write_ev, low)) {
+        snprintf(err, errlen, "delivery: out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < e->n; i++) {
+        struct dest *d = &e->dests[i];
+        d->eng = e;
+        d->cfg = &o->dests[i];
+        d->paused = d->cfg->paused;
+        if (!(d->timer = evtimer_new(e->base, timer_cb, d))) {
+            snprintf(err, errlen, "delivery: out of memory");
+            goto out;
+        }
+    }
+    if ((rc = assign_ids(e, err, errlen)))
+        goto out;
+    rc = DELIVERY_E_ADAPTER;
+    for (size_t i = 0; i < e->n; i++) {
+        struct dest *d = &e->dests[i];
+        aerr[0] = '\0';
+        d->a = o->type ? new_injected(o->type, d, aerr, sizeof aerr)
+                       : adapter_new_destination(d->cfg, e->base, on_report, d, aerr,
+                                                 sizeof aerr);
+        if (!d->a || (d->a->type->start && d->a->type->start(d->a, aerr, sizeof aerr))) {
+            snprintf(err, errlen, "destination %s: %s", d->cfg->name, aerr);
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < e->n; i++)
+        fetch(&e->dests[i]);
+    rc = 0;
+out:
+    if (rc) {
+        delivery_free(e);
+        return rc;
+    }
+    *out = e;
+    return 0;
+}
+
+void delivery_free(struct delivery_engine *e)
+{
+    if (!e)
+        return;
+    /* No new sends from here on; outcomes already reported are kept. */
+    e->closing = true;
+    if (e->write_ev)
+        delivery_flush(e);
+    for (size_t i = 0; i < e->n; i++) {
+        struct dest *d = &e->dests[i];
+        adapter_free(d->a);
+        if (d->timer)
+            event_free(d->timer);
+        drop_current(d);
+    }
+    if (e->write_ev)
+        event_free(e->write_ev);
+    if (e->kick_ev)
+        event_free(e->kick_ev);
+    if (e->retry_ev)
+        event_free(e->retry_ev);
+    free(e->dests);
+    free(e);
+}

@@ -18,6 +18,7 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "delivery.h"
 #include "ingest.h"
 #include "log.h"
 #include "route.h"
@@ -41,6 +42,7 @@ struct daemon {
     struct ingest     *ingest;
     struct sources    *sources;
     struct router     *router;       /* the running config's routes */
+    struct delivery_engine *delivery; /* the running config's destinations */
     struct event      *ev_drain;     /* shutdown: waits for ACKs to be written */
     struct timespec    drain_deadline;
     bool               stopping;
@@ -51,6 +53,8 @@ struct daemon {
 
 /* The store starts at this size and doubles up to broker.max_map_bytes. */
 #define STORE_MAP_INITIAL ((uint64_t)64 << 20)
+
+static int start_delivery(struct daemon *d);
 
 static void usage(FILE *f)
 {
@@ -282,12 +286,38 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     struct config old = d->cfg;
     d->cfg = next;
     size_t failed = sources_apply(d->sources, &d->cfg);
+    /* The engine holds the destinations' config: start it again on the
+       new one. A delivery in flight is sent again (at least once). */
+    ingest_set_on_commit(d->ingest, NULL, NULL);
+    delivery_free(d->delivery);
+    d->delivery = NULL;
+    if (start_delivery(d))
+        failed++;
     config_free(&old);
     apply_logging(&d->cfg, d->force_syslog);
     config_log_summary(&d->cfg, "config reloaded");
     if (failed)
         log_error("config", "reload applied, but some sources did not start",
                   "failed=%zu", failed);
+}
+
+/* Start delivery to the running config's destinations. */
+static int start_delivery(struct daemon *d)
+{
+    char err[512] = "";
+    struct delivery_opts o = {
+        .base = d->base, .store = d->store,
+        .dests = d->cfg.destinations, .n_dests = d->cfg.n_destinations,
+    };
+    int rc = delivery_new(&o, &d->delivery, err, sizeof err);
+    if (rc) {
+        log_error("daemon", "delivery not started", "error=%s detail=%s",
+                  delivery_strerror(rc), err);
+        d->delivery = NULL;
+        return -1;
+    }
+    delivery_attach_ingest(d->delivery, d->ingest);
+    return 0;
 }
 
 /* ---------------------------------------------------------------- main */
@@ -351,6 +381,8 @@ static int run(struct daemon *d)
         goto out;
     }
     ingest_set_router(d->ingest, d->router);
+    if (start_delivery(d))
+        goto out;
     if (!(d->sources = sources_new(d->base, d->ingest))) {
         log_error("daemon", "out of memory", NULL);
         goto out;
@@ -385,6 +417,9 @@ out:
     if (d->ingest)
         ingest_flush(d->ingest);   /* commit what is left (replies go to live sources) */
     sources_free(d->sources);
+    if (d->ingest)
+        ingest_set_on_commit(d->ingest, NULL, NULL);
+    delivery_free(d->delivery);
     ingest_free(d->ingest);
     router_free(d->router);
     store_close(d->store);

@@ -330,7 +330,43 @@ def cmd_store_errors(data_dir):
     return 0
 
 
+def cmd_receive(port, logfile, mode="aa"):
+    """A subscriber: answers each frame and appends its MSH-10 to logfile
+    (one per line, as received). Modes: aa (answer AA), drop3 (close the
+    connection without an answer on every third frame received, so the
+    sender must retry), ae3 (answer AE on every third frame)."""
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", int(port)))
+    ls.listen(16)
+    print("listening", flush=True)
+    n = 0
+    with open(logfile, "ab", buffering=0) as log:
+        while True:
+            s, _ = ls.accept()
+            try:
+                while True:
+                    frame = read_frame(s, time.monotonic() + 60)
+                    if frame is None:
+                        break
+                    n += 1
+                    f = frame.split(b"\r")[0].split(b"|")
+                    ctrl = f[9] if len(f) > 9 else b""
+                    if mode == "drop3" and n % 3 == 0:
+                        break
+                    if mode == "ae3" and n % 3 == 0:
+                        s.sendall(VT + ack(frame, b"AE") + FS + CR)
+                        continue
+                    log.write(ctrl + b"\n")
+                    s.sendall(VT + ack(frame, b"AA") + FS + CR)
+            except ConnectionError:
+                pass
+            finally:
+                s.close()
+
+
 COMMANDS = {
+    "receive": lambda a: cmd_receive(*a),
     "free-port": lambda a: cmd_free_port(a),
     "wait-port": lambda a: cmd_wait_port(*a),
     "frame": lambda a: cmd_frame(*a),

@@ -26,6 +26,10 @@
 #define REGEX_MAX_WEIGHT 1000
 #define REGEX_MAX_GROUPS 64
 
+/* Source text quoted in an error: at most 64 bytes, then "...". Used as
+ * "%.*s%s" with SNIP(len, text). */
+#define SNIP(len, text) (int)((len) > 64 ? 64 : (len)), (text), (len) > 64 ? "..." : ""
+
 /* Longest value quoted in a reason; the rest is cut to "...". */
 #define WHY_VALUE_MAX 64
 
@@ -460,21 +464,21 @@ static int parse_value(struct parser *p, struct value *v, const char *expected)
                the column is given here in the expression's terms. */
             const char *what = strstr(he.text, "' at column ");
             what = what ? strstr(what, ": ") : NULL;
-            fail(p, k.start + he.offset, "bad path '%.*s': %s", (int)(k.len > 64 ? 64 : k.len),
-                 t, what ? what + 2 : he.text);
+            fail(p, k.start + he.offset, "bad path '%.*s%s': %s", SNIP(k.len, t),
+                 what ? what + 2 : he.text);
             return -1;
         }
         break;
     }
     case T_WORD:
         if (next_char_is(p, '('))
-            fail(p, k.start, "%s, found the function %.*s(): a function is true or false, "
-                 "not a value", expected, (int)(k.len > 64 ? 64 : k.len), t);
+            fail(p, k.start, "%s, found the function %.*s%s(): a function is true or false, "
+                 "not a value", expected, SNIP(k.len, t));
         else if (is_keyword(p))
             fail(p, k.start, "%s, found '%.*s'", expected, (int)k.len, t);
         else
-            fail(p, k.start, "unexpected word '%.*s': %s (strings are in quotes: 'ADT')",
-                 (int)(k.len > 64 ? 64 : k.len), t, expected);
+            fail(p, k.start, "unexpected word '%.*s%s': %s (strings are in quotes: 'ADT')",
+                 SNIP(k.len, t), expected);
         return -1;
     case T_ERR:
         return -1;
@@ -584,29 +588,79 @@ bad:
 }
 
 /* glibc compiles x{m,n} as n copies of x and x+ as x x*: nested, the
- * copies multiply, and "a{100}{100}{100}" or "a++++...+" asks for
- * gigabytes at config load. Estimate what a pattern expands to; NULL when
- * acceptable, else why not. Back-references are refused too: matching
- * them backtracks, exponentially in the value's length. */
+ * copies multiply ("a{100}{100}{100}" asks for gigabytes), and its
+ * compile time grows exponentially with repetitions of what can match
+ * nothing ("^(((a?)?)+)+", "a?+++"). Such patterns are refused when the
+ * config loads, as are back-references, whose matching backtracks. */
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
 #define REGEX_TOO_BIG "too large: with its repetitions expanded it has more than " \
     STRINGIFY(REGEX_MAX_WEIGHT) " elements"
 
+/* A group being read: its size so far, and whether what it has read can
+ * match nothing. */
+struct re_group {
+    double sum;
+    bool   prefix_empty;    /* the current alternative before the last atom */
+    bool   alt_empty;       /* an earlier alternative */
+};
+
+struct re_atom {
+    bool   has;
+    bool   empty;           /* can match nothing */
+    double w;
+};
+
+static void re_add_atom(struct re_group *g, struct re_atom *last, bool empty, double w)
+{
+    if (last->has)
+        g->prefix_empty = g->prefix_empty && last->empty;
+    g->sum += w;
+    *last = (struct re_atom){ .has = true, .empty = empty, .w = w };
+}
+
+/* Length of an interval "{m}", "{m,}", "{m,n}" at s (0 if not one), with
+ * the most copies it makes and whether it allows none. */
+static size_t re_interval(const char *s, size_t len, double *copies, bool *zero)
+{
+    size_t j = 1;
+    double m = 0, n = -1;
+    if (j >= len || !is_digit(s[j]))
+        return 0;
+    while (j < len && is_digit(s[j]) && m < 1e6)
+        m = m * 10 + (s[j++] - '0');
+    if (j < len && s[j] == ',') {
+        j++;
+        n = m + 1;                              /* {m,}: m copies and a star */
+        if (j < len && is_digit(s[j]))
+            for (n = 0; j < len && is_digit(s[j]) && n < 1e6;)
+                n = n * 10 + (s[j++] - '0');
+    }
+    if (j >= len || s[j] != '}')
+        return 0;
+    *copies = n > m ? n : m > 0 ? m : 1;
+    *zero = m == 0;
+    return j + 1;
+}
+
 static const char *regex_check(const char *s, size_t len)
 {
-    double sum[REGEX_MAX_GROUPS + 1] = {0};   /* per open group, so far */
-    double last = 0;                          /* the atom a repetition applies to */
+    struct re_group g[REGEX_MAX_GROUPS + 1];
+    struct re_atom saved[REGEX_MAX_GROUPS + 1];
+    struct re_atom last = {0};
     int depth = 0;
+    g[0] = (struct re_group){ .prefix_empty = true };
     for (size_t i = 0; i < len; i++) {
-        double w = 1;
-        switch (s[i]) {
+        char c = s[i];
+        switch (c) {
         case '\\':
             if (i + 1 < len && s[i + 1] >= '1' && s[i + 1] <= '9')
                 return "back-references (\\1) are not supported";
             i++;
+            /* GNU's word boundaries match nothing: \b \B \< \> \` \' */
+            re_add_atom(&g[depth], &last, i < len && strchr("bB<>`'", s[i]) && s[i], 1);
             break;
-        case '[': {                            /* a bracket expression is one atom */
+        case '[': {                             /* a bracket expression is one atom */
             size_t j = i + 1;
             if (j < len && s[j] == '^')
                 j++;
@@ -624,65 +678,68 @@ static const char *regex_check(const char *s, size_t len)
                 j++;
             }
             i = j;
+            re_add_atom(&g[depth], &last, false, 1);
             break;
         }
         case '(':
             if (depth == REGEX_MAX_GROUPS)
                 return "groups nest too deeply";
-            sum[++depth] = 0;
-            last = 0;
-            continue;
-        case ')':
-            if (depth == 0)
-                break;
-            w = sum[depth--];
+            saved[depth] = last;
+            g[++depth] = (struct re_group){ .prefix_empty = true };
+            last = (struct re_atom){0};
             break;
-        case '|':
-            last = 0;
-            continue;
-        case '*': case '?':
-            sum[depth] += 1;
-            last += 1;
-            goto check;
-        case '+':
-            sum[depth] += last + 1;
-            last = 2 * last + 1;
-            goto check;
-        case '{': {
-            size_t j = i + 1;
-            double m = 0, n = -1;
-            while (j < len && is_digit(s[j]) && m < 1e6)
-                m = m * 10 + (s[j++] - '0');
-            if (j < len && s[j] == ',') {
-                j++;
-                if (j < len && is_digit(s[j])) {
-                    n = 0;
-                    while (j < len && is_digit(s[j]) && n < 1e6)
-                        n = n * 10 + (s[j++] - '0');
-                } else {
-                    n = m + 1;                 /* {m,}: m copies and a star */
-                }
+        case ')': {
+            if (depth == 0) {
+                re_add_atom(&g[depth], &last, false, 1);
+                break;
             }
-            if (j >= len || s[j] != '}' || j == i + 1)
-                break;                         /* not an interval: regcomp decides */
-            double copies = n > m ? n : m > 0 ? m : 1;
-            sum[depth] += last * (copies - 1);
-            last *= copies;
-            i = j;
-            goto check;
+            const struct re_group *in = &g[depth];
+            bool empty = in->alt_empty || (in->prefix_empty && (!last.has || last.empty));
+            double w = in->sum;
+            last = saved[--depth];
+            re_add_atom(&g[depth], &last, empty, w);
+            break;
+        }
+        case '|':
+            g[depth].alt_empty = g[depth].alt_empty ||
+                                 (g[depth].prefix_empty && (!last.has || last.empty));
+            g[depth].prefix_empty = true;
+            last = (struct re_atom){0};
+            break;
+        case '^': case '$':
+            re_add_atom(&g[depth], &last, true, 1);
+            break;
+        case '*': case '?': case '+': case '{': {
+            double copies = 1;
+            bool zero = c != '+';
+            size_t n = 1;
+            if (c == '{' && !(n = re_interval(s + i, len - i, &copies, &zero))) {
+                re_add_atom(&g[depth], &last, false, 1);   /* a literal '{' */
+                break;
+            }
+            if (c == '+')
+                copies = 2;
+            i += n - 1;
+            if (!last.has)
+                break;                          /* nothing to repeat: regcomp decides */
+            if (last.empty)
+                return "a repetition of something that can already match nothing, like "
+                       "(a*)+ or a?*: keep only one of the repetitions";
+            g[depth].sum += last.w * (copies - 1) + 1;
+            last.w = last.w * copies + 1;
+            last.empty = zero;
+            break;
         }
         default:
+            re_add_atom(&g[depth], &last, false, 1);
             break;
         }
-        sum[depth] += w;
-        last = w;
-    check:
-        if (sum[depth] > REGEX_MAX_WEIGHT || last > REGEX_MAX_WEIGHT)
+        if (g[depth].sum > REGEX_MAX_WEIGHT || last.w > REGEX_MAX_WEIGHT)
             return REGEX_TOO_BIG;
     }
     double total = 0;
     for (int d = 0; d <= depth; d++)
-        total += sum[d];
+        total += g[d].sum;
     return total > REGEX_MAX_WEIGHT ? REGEX_TOO_BIG : NULL;
 }
 
@@ -764,16 +821,16 @@ static struct node *parse_compare(struct parser *p)
             }
             const char *why = regex_check(r->s, r->len);
             if (why) {
-                fail(p, r->start, "regular expression %.*s: %s",
-                     (int)(r->end - r->start > 64 ? 64 : r->end - r->start), p->t + r->start, why);
+                fail(p, r->start, "regular expression %.*s%s: %s",
+                     SNIP(r->end - r->start, p->t + r->start), why);
                 goto bad;
             }
             int rc = regcomp(&n->re, r->s, REG_EXTENDED | REG_NOSUB);
             if (rc) {
                 char msg[160];
                 regerror(rc, &n->re, msg, sizeof msg);
-                fail(p, r->start, "bad regular expression %.*s: %s",
-                     (int)(r->end - r->start > 64 ? 64 : r->end - r->start), p->t + r->start, msg);
+                fail(p, r->start, "bad regular expression %.*s%s: %s",
+                     SNIP(r->end - r->start, p->t + r->start), msg);
                 goto bad;
             }
             n->has_re = true;

@@ -55,7 +55,6 @@ static void table_error(struct route_error *err, const char *file, unsigned line
     va_start(ap, fmt);
     vsnprintf(err->text, sizeof err->text, fmt, ap);
     va_end(ap);
-    snprintf(err->setting, sizeof err->setting, "tables");
     if (line)
         snprintf(err->msg, sizeof err->msg, "%s:%u: table %s: %s", file, line, name, err->text);
     else

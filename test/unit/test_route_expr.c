@@ -248,6 +248,12 @@ static void test_regex(void **state)
     check_eval(s.msg, "ZZZ-1 ~ '^$'", true, NULL);
     check_eval(s.msg, "ZZZ-1 ~ 'x'", false, "ZZZ-1 ~ 'x': ZZZ-1 is absent");
     check_eval(s.msg, "PV1-3.1 ~ '^RLH-W[0-9]+'", true, NULL);
+    /* repetitions of what cannot be empty, brackets and classes are fine */
+    check_eval(s.msg, "PID-5.1 ~ '^(([A-Z]+)+)+$'", true, NULL);
+    check_eval(s.msg, "PID-5.1 ~ '^[]A-Z[:digit:]]{2,8}$'", true, NULL);
+    check_eval(s.msg, "PID-5.1 ~ '^(S?M)+ITH$'", true, NULL);
+    check_eval(s.msg, "PID-5.1 ~ '^[[:upper:]]{5}$'", true, NULL);
+    check_eval(s.msg, "PID-5.1 ~ '.{0,999}'", true, NULL);
     sample_close(&s);
 }
 
@@ -528,6 +534,31 @@ static void test_errors(void **state)
     regerror(rc, &re, reason, sizeof reason);
     snprintf(want, sizeof want, "bad regular expression \"a{2,1}\": %s", reason);
     check_error("MSH-9.2 = 'A01' and PID-3 ~ \"a{2,1}\"", 29, want);
+    /* patterns glibc would take minutes or gigabytes to compile */
+    check_error("PID-5.1 ~ '^S?????+++'", 11, "regular expression '^S?????+++': a repetition "
+                "of something that can already match nothing, like (a*)+ or a?*: keep only one "
+                "of the repetitions");
+    check_error("PID-5.1 ~ '^((S+)*)+'", 11, "regular expression '^((S+)*)+': a repetition of "
+                "something that can already match nothing, like (a*)+ or a?*: keep only one of "
+                "the repetitions");
+    check_error("PID-5.1 ~ '(A|)*'", 11, "regular expression '(A|)*': a repetition of "
+                "something that can already match nothing, like (a*)+ or a?*: keep only one of "
+                "the repetitions");
+    check_error("PID-5.1 ~ 'a{100}{100}'", 11, "regular expression 'a{100}{100}': too large: "
+                "with its repetitions expanded it has more than 1000 elements");
+    check_error("PID-5.1 ~ '(S)\\1'", 11,
+                "regular expression '(S)\\1': back-references (\\1) are not supported");
+    {
+        char deep[200] = "PID-5.1 ~ '";
+        for (int i = 0; i < 65; i++)
+            strcat(deep, "(");
+        strcat(deep, "'");
+        char want_deep[200] = "regular expression '";      /* 64 bytes quoted, then ... */
+        for (int i = 0; i < 63; i++)
+            strcat(want_deep, "(");
+        strcat(want_deep, "...: groups nest too deeply");
+        check_error(deep, 11, want_deep);
+    }
     /* operators that are not */
     check_error("MSH-9.1 == 'ADT'", 9, "'==' is not an operator: equality is a single '='");
     check_error("MSH-9.1 = 'ADT' && PID-8 = 'M'", 17, "'&' is not an operator: write 'and'");

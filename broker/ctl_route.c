@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "buf.h"
+#include "ctl.h"
 #include "config.h"
 #include "hl7.h"
 #include "route.h"
@@ -56,56 +57,6 @@ struct rt_opts {
     bool        raw;
 };
 
-static int read_file(const char *path, struct buf *b)
-{
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "%s: %s: %s\n", prog, path, strerror(errno));
-        return -1;
-    }
-    int rc = 0;
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (b->len + n > HL7_DEFAULT_MAX) {
-            fprintf(stderr, "%s: %s: larger than %zu bytes\n", prog, path,
-                    (size_t)HL7_DEFAULT_MAX);
-            rc = -1;
-            break;
-        }
-        if (buf_append(b, chunk, n)) {
-            fprintf(stderr, "%s: %s: out of memory\n", prog, path);
-            rc = -1;
-            break;
-        }
-    }
-    if (!rc && ferror(f)) {
-        fprintf(stderr, "%s: %s: %s\n", prog, path, strerror(errno));
-        rc = -1;
-    }
-    if (f != stdin)
-        fclose(f);
-    return rc;
-}
-
-/* One line of ER7 or JSON text with control bytes escaped. */
-static void put_escaped(FILE *out, const char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (c == '\n')
-            fputs("\\n", out);
-        else if (c == '\r')
-            fputs("\\r", out);
-        else if (c == '\t')
-            fputs("\\t", out);
-        else if (c < 0x20 || c == 0x7f)
-            fprintf(out, "\\x%02x", c);
-        else
-            fputc(c, out);
-    }
-}
-
 static void show_er7(FILE *out, const char *p, size_t n)
 {
     size_t start = 0;
@@ -114,7 +65,7 @@ static void show_er7(FILE *out, const char *p, size_t n)
             continue;
         if (i > start || i < n) {
             fputs("    ", out);
-            put_escaped(out, p + start, i - start);
+            ctl_put_escaped(out, p + start, i - start);
             fputc('\n', out);
         }
         start = i + 1;
@@ -129,7 +80,7 @@ static void show_json(FILE *out, const char *p, size_t n)
     json_t *segs = j ? json_object_get(j, "segments") : NULL;
     if (!json_is_array(segs) || json_object_size(j) != 1) {
         fputs("    ", out);      /* not our shape: show it as it is */
-        put_escaped(out, p, n);
+        ctl_put_escaped(out, p, n);
         fputc('\n', out);
         json_decref(j);
         return;
@@ -139,7 +90,7 @@ static void show_json(FILE *out, const char *p, size_t n)
         char *line = json_dumps(json_array_get(segs, i), 0);
         fputs("      ", out);
         if (line)
-            put_escaped(out, line, strlen(line));
+            ctl_put_escaped(out, line, strlen(line));
         fputs(i + 1 < json_array_size(segs) ? ",\n" : "\n", out);
         free(line);
     }
@@ -172,12 +123,12 @@ static void on_result(void *ctx, const struct route_result *res)
         break;
     case ROUTE_FILTERED:
         fputs("filtered: ", out);
-        put_escaped(out, res->why, strlen(res->why));
+        ctl_put_escaped(out, res->why, strlen(res->why));
         fputc('\n', out);
         break;
     case ROUTE_ERROR:
         fputs("error: ", out);
-        put_escaped(out, res->why, strlen(res->why));
+        ctl_put_escaped(out, res->why, strlen(res->why));
         fprintf(out, " (on_transform_error = %s: the message would be stored and answered %s)\n",
                 res->accept_errors ? "accept" : "refuse", res->accept_errors ? "AA" : "AE");
         break;
@@ -218,7 +169,7 @@ static int run_file(const char *file, const struct router *router, struct run *r
 {
     struct buf in = { 0 };
     int status = 0;
-    if (read_file(file, &in)) {
+    if (ctl_read_input(prog, file, HL7_DEFAULT_MAX, &in)) {
         buf_free(&in);
         return EXIT_BAD_MESSAGE;
     }

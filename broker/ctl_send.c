@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "ctl.h"
 #include "hl7.h"
 #include "mllp_client.h"
 
@@ -77,38 +78,6 @@ struct send_opts {
     bool   raw, quiet;
     size_t max_bytes;
 };
-
-static int read_file(const char *path, size_t max, struct buf *b)
-{
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "%s: %s: %s\n", prog, path, strerror(errno));
-        return -1;
-    }
-    int rc = 0;
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (b->len + n > max) {
-            fprintf(stderr, "%s: %s: larger than the maximum of %zu bytes (see --max-bytes)\n",
-                    prog, path, max);
-            rc = -1;
-            break;
-        }
-        if (buf_append(b, chunk, n)) {
-            fprintf(stderr, "%s: %s: out of memory\n", prog, path);
-            rc = -1;
-            break;
-        }
-    }
-    if (!rc && ferror(f)) {
-        fprintf(stderr, "%s: %s: %s\n", prog, path, strerror(errno));
-        rc = -1;
-    }
-    if (f != stdin)
-        fclose(f);
-    return rc;
-}
 
 /* "host:port" or "[v6]:port" into its parts (pointers into a copy). */
 static bool split_address(const char *a, char **host, char **port)
@@ -424,7 +393,7 @@ int cmd_send(int argc, char **argv)
     bool bad = false;
     for (size_t f = 0; f < nfiles; f++) {
         const char *file = argv[first + (int)f];
-        if (read_file(file, o.max_bytes, &in[f])) {
+        if (ctl_read_input(prog, file, o.max_bytes, &in[f])) {
             bad = true;
             continue;
         }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "ctl.h"
 #include "hl7.h"
 #include "version.h"
 
@@ -21,40 +22,6 @@ struct command {
 static const char *prog = "hl7ctl";
 
 /* ---------------------------------------------------------------- input */
-
-/* Read a whole file (or standard input for "-") into b, refusing more
- * than max bytes. Returns 0, or -1 with a message already printed. */
-static int read_input(const char *path, size_t max, struct buf *b)
-{
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "%s: %s: %s\n", prog, path, strerror(errno));
-        return -1;
-    }
-    int rc = 0;
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (b->len + n > max) {
-            fprintf(stderr, "%s: %s: larger than the maximum of %zu bytes "
-                    "(see --max-bytes)\n", prog, path, max);
-            rc = -1;
-            break;
-        }
-        if (buf_append(b, chunk, n)) {
-            fprintf(stderr, "%s: %s: out of memory\n", prog, path);
-            rc = -1;
-            break;
-        }
-    }
-    if (!rc && ferror(f)) {
-        fprintf(stderr, "%s: %s: %s\n", prog, path, strerror(errno));
-        rc = -1;
-    }
-    if (f != stdin)
-        fclose(f);
-    return rc;
-}
 
 static void print_error(const char *file, size_t msgno, const struct hl7_error *e)
 {
@@ -77,24 +44,6 @@ struct printer {
     struct buf line, val;
     FILE *out;
 };
-
-/* Show a decoded value on one line: control characters as C escapes. */
-static void put_value(FILE *out, const char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (c == '\n')
-            fputs("\\n", out);
-        else if (c == '\r')
-            fputs("\\r", out);
-        else if (c == '\t')
-            fputs("\\t", out);
-        else if (c < 0x20 || c == 0x7f)
-            fprintf(out, "\\x%02x", c);
-        else
-            fputc(c, out);
-    }
-}
 
 static bool only_delims(const struct hl7_delims *d, const struct hl7_span *s)
 {
@@ -141,7 +90,7 @@ static int print_node(void *ctx, enum hl7_node kind, const struct hl7_path *path
         else
             hl7_unescape(pr->d, raw->p, raw->len, &pr->val);
         fputs(" = ", pr->out);
-        put_value(pr->out, pr->val.p ? pr->val.p : "", pr->val.len);
+        ctl_put_escaped(pr->out, pr->val.p ? pr->val.p : "", pr->val.len);
     }
     fputc('\n', pr->out);
     return 0;
@@ -206,7 +155,7 @@ static int cmd_parse(int argc, char **argv)
     for (int i = first; i < argc; i++) {
         const char *file = argv[i];
         struct buf in = { 0 };
-        if (read_input(file, max, &in)) {
+        if (ctl_read_input(prog, file, max, &in)) {
             status = 1;
             buf_free(&in);
             continue;

@@ -60,6 +60,7 @@
 
 #include "adapter.h"
 #include "adapter_config.h"
+#include "tls.h"
 #include "ingest.h"
 #include "log.h"
 #include "mllp.h"
@@ -128,65 +129,21 @@ static struct timeval ms_tv(int64_t ms)
 
 /* ------------------------------------------------------------ configure */
 
-static int no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-    (void)buf, (void)size, (void)rwflag, (void)u;
-    return 0;   /* never prompt on a terminal: an encrypted key is an error */
-}
-
-/* The most recent OpenSSL error as text ("" when there is none), and the
- * queue emptied. */
-static const char *ssl_error_text(char *buf, size_t len)
-{
-    unsigned long e, last = 0;
-    while ((e = ERR_get_error()))
-        last = e;
-    buf[0] = '\0';
-    if (last)
-        ERR_error_string_n(last, buf, len);
-    return buf;
-}
-
 static int tls_configure(struct mllp_source *s, const struct config_tls_server *t,
                          char *err, size_t errlen)
 {
     char why[256];
-    ERR_clear_error();
-    SSL_CTX *ctx = s->ssl = SSL_CTX_new(TLS_server_method());
-    if (!ctx) {
-        snprintf(err, errlen, "tls: cannot make a TLS context: %s",
-                 ssl_error_text(why, sizeof why));
+    SSL_CTX *ctx = s->ssl = tls_context_new(TLS_server_method(),
+                                            SSL_OP_CIPHER_SERVER_PREFERENCE, err, errlen);
+    if (!ctx || tls_use_cert_key(ctx, t->cert, t->key, err, errlen))
         return -1;
-    }
-    SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
-    if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION)) {
-        snprintf(err, errlen, "tls: cannot require TLS 1.2: %s", ssl_error_text(why, sizeof why));
-        return -1;
-    }
-    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-                                 SSL_OP_CIPHER_SERVER_PREFERENCE);
-    if (SSL_CTX_use_certificate_chain_file(ctx, t->cert) != 1) {
-        snprintf(err, errlen, "tls.cert: cannot use %s: %s", t->cert,
-                 ssl_error_text(why, sizeof why));
-        return -1;
-    }
-    if (SSL_CTX_use_PrivateKey_file(ctx, t->key, SSL_FILETYPE_PEM) != 1) {
-        snprintf(err, errlen, "tls.key: cannot use %s: %s", t->key,
-                 ssl_error_text(why, sizeof why));
-        return -1;
-    }
-    if (SSL_CTX_check_private_key(ctx) != 1) {
-        snprintf(err, errlen, "tls.key: %s does not go with the certificate %s: %s", t->key,
-                 t->cert, ssl_error_text(why, sizeof why));
-        return -1;
-    }
     int verify = SSL_VERIFY_NONE;
     if (t->ca) {
         STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(t->ca);
         if (SSL_CTX_load_verify_locations(ctx, t->ca, NULL) != 1 || !names) {
             sk_X509_NAME_pop_free(names, X509_NAME_free);
             snprintf(err, errlen, "tls.ca: cannot use %s: %s", t->ca,
-                     ssl_error_text(why, sizeof why));
+                     tls_error_text(why, sizeof why));
             return -1;
         }
         SSL_CTX_set_client_CA_list(ctx, names);   /* takes names */

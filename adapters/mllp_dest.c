@@ -22,6 +22,7 @@
  *   no reply within ack_timeout_ms, and a connection that fails or closes.
  */
 #include "mllp_dest.h"
+#include "tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -56,23 +57,6 @@ static struct timeval ms_tv(int64_t ms)
     return tv;
 }
 
-static int no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-    (void)buf, (void)size, (void)rwflag, (void)u;
-    return 0;
-}
-
-static const char *ssl_error_text(char *buf, size_t len)
-{
-    unsigned long e, last = 0;
-    while ((e = ERR_get_error()))
-        last = e;
-    buf[0] = '\0';
-    if (last)
-        ERR_error_string_n(last, buf, len);
-    return buf;
-}
-
 /* What arrived, made safe to show: printable ASCII as it is, CR as \r,
  * anything else as \xNN, at most EXCERPT_MAX input bytes ("..." after). */
 static void excerpt(const char *p, size_t n, char *out, size_t outlen)
@@ -100,23 +84,13 @@ static int tls_configure(struct mllp_dest *s, const struct config_tls_client *t,
                          size_t errlen)
 {
     char why[256];
-    ERR_clear_error();
-    SSL_CTX *ctx = s->ssl = SSL_CTX_new(TLS_client_method());
-    if (!ctx) {
-        snprintf(err, errlen, "tls: cannot make a TLS context: %s",
-                 ssl_error_text(why, sizeof why));
+    SSL_CTX *ctx = s->ssl = tls_context_new(TLS_client_method(), 0, err, errlen);
+    if (!ctx)
         return -1;
-    }
-    SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
-    if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION)) {
-        snprintf(err, errlen, "tls: cannot require TLS 1.2: %s", ssl_error_text(why, sizeof why));
-        return -1;
-    }
-    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
     if (t->ca ? SSL_CTX_load_verify_locations(ctx, t->ca, NULL) != 1
               : SSL_CTX_set_default_verify_paths(ctx) != 1) {
         snprintf(err, errlen, "tls.ca: cannot use %s: %s", t->ca ? t->ca : "the system's CAs",
-                 ssl_error_text(why, sizeof why));
+                 tls_error_text(why, sizeof why));
         return -1;
     }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
@@ -124,23 +98,8 @@ static int tls_configure(struct mllp_dest *s, const struct config_tls_client *t,
         snprintf(err, errlen, "tls: cert and key go together: give both or neither");
         return -1;
     }
-    if (t->cert) {
-        if (SSL_CTX_use_certificate_chain_file(ctx, t->cert) != 1) {
-            snprintf(err, errlen, "tls.cert: cannot use %s: %s", t->cert,
-                     ssl_error_text(why, sizeof why));
-            return -1;
-        }
-        if (SSL_CTX_use_PrivateKey_file(ctx, t->key, SSL_FILETYPE_PEM) != 1) {
-            snprintf(err, errlen, "tls.key: cannot use %s: %s", t->key,
-                     ssl_error_text(why, sizeof why));
-            return -1;
-        }
-        if (SSL_CTX_check_private_key(ctx) != 1) {
-            snprintf(err, errlen, "tls.key: %s does not go with the certificate %s: %s", t->key,
-                     t->cert, ssl_error_text(why, sizeof why));
-            return -1;
-        }
-    }
+    if (t->cert && tls_use_cert_key(ctx, t->cert, t->key, err, errlen))
+        return -1;
     if (!(s->verify_name = strdup(t->server_name ? t->server_name : s->host))) {
         snprintf(err, errlen, "out of memory");
         return -1;

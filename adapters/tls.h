@@ -1,0 +1,28 @@
+/*
+ * tls.h: what every TCP adapter's TLS layer shares (adapters/ only): a
+ * context made the one way this broker allows (TLS 1.2 or later, no
+ * compression or renegotiation, never a passphrase prompt), a certificate
+ * and key loaded and checked against each other, and OpenSSL's errors as
+ * text.
+ */
+#ifndef HL7BROKER_ADAPTERS_TLS_H
+#define HL7BROKER_ADAPTERS_TLS_H
+
+#include <stddef.h>
+
+#include <openssl/ssl.h>
+
+/* The most recent OpenSSL error as text ("" when there is none); the
+ * error queue is emptied. */
+const char *tls_error_text(char *buf, size_t len);
+
+/* A new context for method with the broker's rules, or NULL with err
+ * filled. extra_options are or-ed into SSL_CTX_set_options. */
+SSL_CTX *tls_context_new(const SSL_METHOD *method, unsigned long extra_options,
+                         char *err, size_t errlen);
+
+/* Load a PEM certificate chain and its unencrypted key and check that they
+ * belong together. Returns 0, or -1 with err naming the setting and file. */
+int tls_use_cert_key(SSL_CTX *ctx, const char *cert, const char *key, char *err, size_t errlen);
+
+#endif

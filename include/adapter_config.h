@@ -49,4 +49,32 @@ struct file_destination_opts {
 
 extern const struct config_adapter_schema file_config_schema;
 
+/* ---------------------------------------------------------------- zmq */
+
+enum zmq_dest_mode {
+    ZMQ_DEST_PUB = 0,   /* best effort: topic frame + payload frame */
+    ZMQ_DEST_REQ = 1,   /* one frame, confirmed by the subscriber's reply */
+};
+
+struct zmq_destination_opts {
+    char   *endpoint;   /* "tcp://127.0.0.1:5556", "ipc:///run/x.sock" */
+    int     mode;       /* enum zmq_dest_mode */
+    bool    bind;       /* absent: true for pub, false for req */
+    int64_t sndhwm;     /* messages queued per peer; 0: no limit */
+};
+
+extern const struct config_adapter_schema zmq_config_schema;
+
+/* --------------------------------------------------------------- http */
+
+struct http_destination_opts {
+    char                     *url;                /* http[s]://host[:port][/path] */
+    struct config_strlist     headers;            /* "Name: value", added to each request */
+    int64_t                   connect_timeout_ms;
+    int64_t                   max_message_bytes;  /* of the response read back */
+    struct config_tls_client *tls;                /* https only; NULL: defaults */
+};
+
+extern const struct config_adapter_schema http_config_schema;
+
 #endif

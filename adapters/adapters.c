@@ -16,17 +16,20 @@ const struct config_adapter_schema *const config_adapter_schemas[] = {
     &mllp_config_schema,
     &file_config_schema,
     &zmq_config_schema,
+    &http_config_schema,
     NULL,
 };
 
 extern const struct adapter_type mllp_adapter;
 extern const struct adapter_type file_adapter;
 extern const struct adapter_type zmq_adapter;
+extern const struct adapter_type http_adapter;
 
 static const struct adapter_type *const adapter_types[] = {
     &mllp_adapter,
     &file_adapter,
     &zmq_adapter,
+    &http_adapter,
     NULL,
 };
 

@@ -41,12 +41,14 @@ const struct adapter_type *adapter_type_find(const char *name)
     return NULL;
 }
 
-struct adapter *adapter_new_source(const struct config_source *src, struct event_base *base,
-                                   struct ingest *ingest, char *err, size_t errlen)
+/* An instance of type name in role, its state allocated; NULL with err
+ * filled when the type is unknown, cannot take the role, or no memory. */
+static struct adapter *instance(const char *type, unsigned role, char *err, size_t errlen)
 {
-    const struct adapter_type *t = adapter_type_find(src->type);
-    if (!t || !(t->roles & ADAPTER_SOURCE)) {
-        snprintf(err, errlen, "adapter type \"%s\" cannot run as a source yet", src->type);
+    const struct adapter_type *t = adapter_type_find(type);
+    if (!t || !(t->roles & role) || (role == ADAPTER_DESTINATION && !t->send)) {
+        snprintf(err, errlen, "adapter type \"%s\" cannot run as a %s yet", type,
+                 role == ADAPTER_SOURCE ? "source" : "destination");
         return NULL;
     }
     struct adapter *a = calloc(1, sizeof *a);
@@ -56,16 +58,31 @@ struct adapter *adapter_new_source(const struct config_source *src, struct event
         return NULL;
     }
     a->type = t;
-    a->name = src->name;
-    a->role = ADAPTER_SOURCE;
-    a->src = src;
-    a->ingest = ingest;
-    a->base = base;
-    if (t->configure(a, err, errlen) != 0) {
+    a->role = role;
+    return a;
+}
+
+/* Configure a made instance; on failure it is freed. */
+static struct adapter *configured(struct adapter *a, char *err, size_t errlen)
+{
+    if (a && a->type->configure(a, err, errlen) != 0) {
         adapter_free(a);
         return NULL;
     }
     return a;
+}
+
+struct adapter *adapter_new_source(const struct config_source *src, struct event_base *base,
+                                   struct ingest *ingest, char *err, size_t errlen)
+{
+    struct adapter *a = instance(src->type, ADAPTER_SOURCE, err, errlen);
+    if (a) {
+        a->name = src->name;
+        a->src = src;
+        a->ingest = ingest;
+        a->base = base;
+    }
+    return configured(a, err, errlen);
 }
 
 struct adapter *adapter_new_destination(const struct config_destination *dst,
@@ -74,29 +91,15 @@ struct adapter *adapter_new_destination(const struct config_destination *dst,
                                                        int outcome, const char *detail),
                                         void *ctx, char *err, size_t errlen)
 {
-    const struct adapter_type *t = adapter_type_find(dst->type);
-    if (!t || !(t->roles & ADAPTER_DESTINATION) || !t->send) {
-        snprintf(err, errlen, "adapter type \"%s\" cannot run as a destination yet", dst->type);
-        return NULL;
+    struct adapter *a = instance(dst->type, ADAPTER_DESTINATION, err, errlen);
+    if (a) {
+        a->name = dst->name;
+        a->dst = dst;
+        a->base = base;
+        a->report = report;
+        a->report_ctx = ctx;
     }
-    struct adapter *a = calloc(1, sizeof *a);
-    if (!a || !(a->state = calloc(1, t->state_size ? t->state_size : 1))) {
-        free(a);
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    a->type = t;
-    a->name = dst->name;
-    a->role = ADAPTER_DESTINATION;
-    a->dst = dst;
-    a->base = base;
-    a->report = report;
-    a->report_ctx = ctx;
-    if (t->configure(a, err, errlen) != 0) {
-        adapter_free(a);
-        return NULL;
-    }
-    return a;
+    return configured(a, err, errlen);
 }
 
 void delivery_report(struct adapter *a, const struct delivery *d, enum delivery_outcome o,

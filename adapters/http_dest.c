@@ -147,27 +147,9 @@ static void excerpt(const char *p, size_t n, size_t total, char *out, size_t out
 static int tls_configure(struct http_dest *s, const struct config_tls_client *t, char *err,
                          size_t errlen)
 {
-    static const struct config_tls_client none = { 0 };
-    char why[256];
-    if (!t)
-        t = &none;
-    SSL_CTX *ctx = s->ssl = tls_context_new(TLS_client_method(), 0, err, errlen);
-    if (!ctx)
+    if (!(s->ssl = tls_client_context(t, err, errlen)))
         return -1;
-    if (t->ca ? SSL_CTX_load_verify_locations(ctx, t->ca, NULL) != 1
-              : SSL_CTX_set_default_verify_paths(ctx) != 1) {
-        snprintf(err, errlen, "tls.ca: cannot use %s: %s", t->ca ? t->ca : "the system's CAs",
-                 tls_error_text(why, sizeof why));
-        return -1;
-    }
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    if (!t->cert != !t->key) {
-        snprintf(err, errlen, "tls: cert and key go together: give both or neither");
-        return -1;
-    }
-    if (t->cert && tls_use_cert_key(ctx, t->cert, t->key, err, errlen))
-        return -1;
-    if (!(s->verify_name = strdup(t->server_name ? t->server_name : s->u.host))) {
+    if (!(s->verify_name = strdup(t && t->server_name ? t->server_name : s->u.host))) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -651,25 +633,7 @@ static int conn_open(struct http_dest *s)
         snprintf(detail, sizeof detail, "cannot resolve %s: %s", s->u.host, gai_strerror(rc));
         return fail_later(s, detail);
     }
-    if (s->ssl) {
-        SSL *ssl = SSL_new(s->ssl);
-        struct in6_addr ip;
-        bool is_ip = inet_pton(AF_INET, s->verify_name, &ip) == 1 ||
-                     inet_pton(AF_INET6, s->verify_name, &ip) == 1;
-        if (ssl && (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), s->verify_name) != 1
-                          : (SSL_set_tlsext_host_name(ssl, s->verify_name) != 1 ||
-                             SSL_set1_host(ssl, s->verify_name) != 1))) {
-            SSL_free(ssl);
-            ssl = NULL;
-        }
-        s->bev = ssl ? bufferevent_openssl_socket_new(s->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-                                                      BEV_OPT_CLOSE_ON_FREE)
-                     : NULL;
-        if (s->bev)
-            bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
-    } else {
-        s->bev = bufferevent_socket_new(s->base, -1, BEV_OPT_CLOSE_ON_FREE);
-    }
+    s->bev = tls_client_bufferevent(s->base, s->ssl, s->verify_name);
     if (!s->bev) {
         freeaddrinfo(res);
         return fail_later(s, "out of memory making the connection");

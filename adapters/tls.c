@@ -3,9 +3,16 @@
  */
 #include "tls.h"
 
+#include <arpa/inet.h>
+#include <stdbool.h>
 #include <stdio.h>
 
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "config.h"
 
 static int no_passphrase(char *buf, int size, int rwflag, void *u)
 {
@@ -62,4 +69,56 @@ int tls_use_cert_key(SSL_CTX *ctx, const char *cert, const char *key, char *err,
         return -1;
     }
     return 0;
+}
+
+SSL_CTX *tls_client_context(const struct config_tls_client *t, char *err, size_t errlen)
+{
+    char why[256];
+    const char *ca = t ? t->ca : NULL, *cert = t ? t->cert : NULL, *key = t ? t->key : NULL;
+    if (!cert != !key) {
+        snprintf(err, errlen, "tls: cert and key go together: give both or neither");
+        return NULL;
+    }
+    SSL_CTX *ctx = tls_context_new(TLS_client_method(), 0, err, errlen);
+    if (!ctx)
+        return NULL;
+    if (ca ? SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1
+           : SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        snprintf(err, errlen, "tls.ca: cannot use %s: %s", ca ? ca : "the system's CAs",
+                 tls_error_text(why, sizeof why));
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    if (cert && tls_use_cert_key(ctx, cert, key, err, errlen)) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+struct bufferevent *tls_client_bufferevent(struct event_base *base, SSL_CTX *ctx,
+                                           const char *verify_name)
+{
+    if (!ctx)
+        return bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    SSL *ssl = SSL_new(ctx);
+    struct in6_addr ip;
+    bool is_ip = inet_pton(AF_INET, verify_name, &ip) == 1 ||
+                 inet_pton(AF_INET6, verify_name, &ip) == 1;
+    if (ssl && (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), verify_name) != 1
+                      : (SSL_set_tlsext_host_name(ssl, verify_name) != 1 ||
+                         SSL_set1_host(ssl, verify_name) != 1))) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    if (!ssl)
+        return NULL;
+    /* on failure libevent frees ssl itself (BEV_OPT_CLOSE_ON_FREE) */
+    struct bufferevent *bev = bufferevent_openssl_socket_new(base, -1, ssl,
+                                                             BUFFEREVENT_SSL_CONNECTING,
+                                                             BEV_OPT_CLOSE_ON_FREE);
+    if (bev)
+        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
 }

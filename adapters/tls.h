@@ -12,6 +12,10 @@
 
 #include <openssl/ssl.h>
 
+struct bufferevent;
+struct event_base;
+struct config_tls_client;
+
 /* The most recent OpenSSL error as text ("" when there is none); the
  * error queue is emptied. */
 const char *tls_error_text(char *buf, size_t len);
@@ -24,5 +28,17 @@ SSL_CTX *tls_context_new(const SSL_METHOD *method, unsigned long extra_options,
 /* Load a PEM certificate chain and its unencrypted key and check that they
  * belong together. Returns 0, or -1 with err naming the setting and file. */
 int tls_use_cert_key(SSL_CTX *ctx, const char *cert, const char *key, char *err, size_t errlen);
+
+/* A client context: the server verified against t->ca (or the system's
+ * CAs when t or t->ca is NULL), with t->cert and t->key as the client
+ * certificate when given (both or neither). NULL with err filled. */
+SSL_CTX *tls_client_context(const struct config_tls_client *t, char *err, size_t errlen);
+
+/* A bufferevent for an outgoing connection, not yet connected: TLS over
+ * ctx, checking that the server is verify_name (an IP address against the
+ * certificate's IP entries; a name against its names, sent as SNI), or
+ * plain TCP when ctx is NULL. NULL when it cannot be made. */
+struct bufferevent *tls_client_bufferevent(struct event_base *base, SSL_CTX *ctx,
+                                           const char *verify_name);
 
 #endif

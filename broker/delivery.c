@@ -1,8 +1,8 @@
 /*
  * delivery.c: the delivery engine (include/delivery.h). Feeds each
- * destination adapter the head of its outbox, one at a time, and writes
- * the outcomes back to the store in one short transaction per loop
- * iteration.
+ * destination adapter its outbox, one message at a time, in order, and
+ * writes the outcomes back to the store in batches: inside ingest's group
+ * commit when one comes, else in a short transaction of its own.
  */
 #include "delivery.h"
 
@@ -23,15 +23,28 @@
 /* A store failure while writing outcomes: try again after this long. */
 #define STORE_RETRY_MS 1000
 #define ERR_MAX        1024
+/* Outcomes wait at most this long for an ingest commit to join before the
+ * engine commits them itself, and at most this many of them. */
+#define FLUSH_MS       20
+#define FLUSH_MAX      4096
 
 enum dest_state {
     D_IDLE,         /* nothing queued (or paused): waits for a kick or resume */
     D_WAITING,      /* the head waits for its next attempt time (timer armed) */
     D_SENDING,      /* handed to the adapter; its report is awaited */
-    D_WRITING,      /* the outcome is reported, its store write is pending */
+    D_WRITING,      /* a retry is reported: the head waits for its store write */
 };
 
-enum pending { P_NONE, P_DELIVERED, P_RETRY, P_DEAD };
+enum pending { P_DELIVERED, P_RETRY, P_DEAD };
+
+/* An outcome reported but not yet in the store. */
+struct outcome {
+    enum pending kind;
+    uint64_t     seq;
+    uint32_t     attempts;    /* P_RETRY */
+    uint64_t     next_ms;     /* P_RETRY */
+    char        *err;         /* P_RETRY, P_DEAD */
+};
 
 struct dest {
     struct delivery_engine          *eng;
@@ -41,16 +54,19 @@ struct dest {
     enum dest_state                  state;
     bool                             paused;
     struct event                    *timer;
+    struct event                    *go_ev;   /* send the next one (after a report) */
+    /* The first outbox seq not yet handed over: entries before it have an
+       outcome (maybe still only in pend). 0 after a start: the head. */
+    uint64_t                         next_seq;
     /* the entry in flight (D_SENDING, D_WRITING) */
     struct store_outbox_entry        cur;
     void                            *cur_owner;
     struct delivery                  d;
     char                             payload_ctrl[200];
-    /* its outcome, until written */
-    enum pending                     pend;
-    uint32_t                         pend_attempts;
-    uint64_t                         pend_next_ms;
-    char                             pend_err[ERR_MAX];
+    /* outcomes in report order, until written; n_written of them are in
+       the transaction being committed */
+    struct outcome                  *pend;
+    size_t                           n_pend, cap_pend, n_written;
     uint64_t                         next_attempt_ms;
     uint64_t                         delivered, retried, dead;
 };
@@ -58,13 +74,17 @@ struct dest {
 struct delivery_engine {
     struct event_base *base;
     struct store      *store;
+    struct ingest     *ingest;     /* whose commits the outcomes join, or NULL */
     struct dest       *dests;
     size_t             n;
-    struct event      *write_ev;   /* lowest priority: the outcome batch */
+    size_t             n_pend;     /* outcomes waiting, all destinations */
+    struct event      *write_ev;   /* lowest priority: commit the outcomes now */
+    struct event      *flush_ev;   /* FLUSH_MS after the first outcome waits */
     struct event      *kick_ev;
     struct event      *retry_ev;   /* the store failed: write again later */
     uint64_t           rng;
     bool               closing;
+    struct delivery_engine_stats stats;
 };
 
 const char *delivery_strerror(int code)
@@ -169,7 +189,14 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* Send the head of d's outbox, or wait for its time, or go idle. */
+static void go_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    fetch(arg);
+}
+
+/* Send the next entry of d's outbox (the first at or after next_seq), or
+ * wait for its time, or go idle. */
 static void fetch(struct dest *d)
 {
     struct delivery_engine *e = d->eng;
@@ -177,7 +204,7 @@ static void fetch(struct dest *d)
         return;
     drop_current(d);
     d->next_attempt_ms = 0;
-    int rc = store_outbox_first(e->store, d->id, 0, &d->cur, &d->cur_owner);
+    int rc = store_outbox_first(e->store, d->id, d->next_seq, &d->cur, &d->cur_owner);
     if (rc == STORE_E_NOT_FOUND)
         return;
     if (rc) {
@@ -211,7 +238,33 @@ static void fetch(struct dest *d)
         delivery_report(d->a, &d->d, DELIVERY_RETRY, "the adapter could not start sending");
 }
 
-/* The adapter's report (a->report). */
+/* Keep an outcome until it is written. -1 when out of memory. */
+static int add_outcome(struct dest *d, enum pending kind, uint32_t attempts, uint64_t next_ms,
+                       const char *err)
+{
+    if (d->n_pend == d->cap_pend) {
+        size_t cap = d->cap_pend ? d->cap_pend * 2 : 64;
+        struct outcome *p = realloc(d->pend, cap * sizeof *p);
+        if (!p)
+            return -1;
+        d->pend = p;
+        d->cap_pend = cap;
+    }
+    char *copy = NULL;
+    if (err && !(copy = strdup(err)))
+        return -1;
+    d->pend[d->n_pend++] = (struct outcome){
+        .kind = kind, .seq = d->cur.seq, .attempts = attempts, .next_ms = next_ms, .err = copy,
+    };
+    d->eng->n_pend++;
+    return 0;
+}
+
+/* The adapter's report (a->report). A delivered or dead-lettered entry is
+ * done with: the next one is sent at once and the outcome written with
+ * the next batch (a crash before that sends it again: at least once). A
+ * retry waits for its write, since its attempts and time decide the next
+ * try. */
 static void on_report(void *ctx, const struct delivery *del, int outcome, const char *detail)
 {
     struct dest *d = ctx;
@@ -225,30 +278,59 @@ static void on_report(void *ctx, const struct delivery *del, int outcome, const 
     const char *why = detail && detail[0] ? detail : "no detail given";
     uint32_t attempts = d->cur.attempts + 1;
     int64_t max_attempts = d->cfg->retry.max_attempts;
-    switch (outcome) {
-    case DELIVERY_OK:
-        d->pend = P_DELIVERED;
-        d->pend_err[0] = '\0';
-        break;
-    case DELIVERY_RETRY:
-        if (max_attempts > 0 && attempts >= (uint64_t)max_attempts) {
-            d->pend = P_DEAD;
-            snprintf(d->pend_err, sizeof d->pend_err, "gave up after %u attempts: %s",
-                     attempts, why);
-        } else {
-            d->pend = P_RETRY;
-            d->pend_next_ms = now_ms() + backoff_ms(e, d->cfg, attempts);
-            snprintf(d->pend_err, sizeof d->pend_err, "%s", why);
-        }
-        break;
-    default:
-        d->pend = P_DEAD;
-        snprintf(d->pend_err, sizeof d->pend_err, "permanent failure: %s", why);
-        break;
+    char err[ERR_MAX];
+    enum pending kind;
+    uint64_t next_ms = 0;
+    if (outcome == DELIVERY_OK) {
+        kind = P_DELIVERED;
+        err[0] = '\0';
+    } else if (outcome == DELIVERY_RETRY
+               && !(max_attempts > 0 && attempts >= (uint64_t)max_attempts)) {
+        kind = P_RETRY;
+        next_ms = now_ms() + backoff_ms(e, d->cfg, attempts);
+        snprintf(err, sizeof err, "%s", why);
+    } else {
+        kind = P_DEAD;
+        if (outcome == DELIVERY_RETRY)
+            snprintf(err, sizeof err, "gave up after %u attempts: %s", attempts, why);
+        else
+            snprintf(err, sizeof err, "permanent failure: %s", why);
     }
-    d->pend_attempts = attempts;
-    d->state = D_WRITING;
-    schedule_write(e);
+    if (add_outcome(d, kind, attempts, next_ms, kind == P_DELIVERED ? NULL : err)) {
+        /* Unrecorded, the entry is simply sent again after a pause. */
+        log_error("delivery", "out of memory recording an outcome; the message will be sent "
+                  "again", "destination=%s seq=%llu", d->cfg->name,
+                  (unsigned long long)d->cur.seq);
+        d->state = D_WAITING;
+        arm_timer(d, retry_max(d->cfg));
+        return;
+    }
+    if (kind == P_RETRY) {
+        d->retried++;
+        d->state = D_WRITING;
+        schedule_write(e);
+        return;
+    }
+    if (kind == P_DELIVERED) {
+        d->delivered++;
+    } else {
+        d->dead++;
+        log_warn("delivery", "message dead-lettered", "destination=%s seq=%llu msg=%llu "
+                 "error=%s", d->cfg->name, (unsigned long long)d->cur.seq,
+                 (unsigned long long)d->cur.msg_id, err);
+    }
+    d->next_seq = d->cur.seq + 1;
+    d->state = D_IDLE;
+    drop_current(d);
+    /* Not fetch() here: an adapter that reports from inside send() would
+       recurse once per queued message. */
+    event_active(d->go_ev, 0, 0);
+    if (e->n_pend >= FLUSH_MAX)
+        schedule_write(e);
+    else if (!evtimer_pending(e->flush_ev, NULL)) {
+        struct timeval tv = { 0, FLUSH_MS * 1000 };
+        evtimer_add(e->flush_ev, &tv);
+    }
 }
 
 static void schedule_write(struct delivery_engine *e)
@@ -257,40 +339,100 @@ static void schedule_write(struct delivery_engine *e)
         event_active(e->write_ev, 0, 0);
 }
 
+/* Write every waiting outcome into t (again, if t is a redo). */
 static int write_outcomes(struct delivery_engine *e, struct store_txn *t)
 {
     int rc = 0;
     for (size_t i = 0; i < e->n && !rc; i++) {
         struct dest *d = &e->dests[i];
-        if (d->state != D_WRITING)
-            continue;
-        switch (d->pend) {
-        case P_DELIVERED:
-            rc = store_outbox_delivered(t, d->id, d->cur.seq);
-            break;
-        case P_RETRY:
-            rc = store_outbox_retry(t, d->id, d->cur.seq, d->pend_attempts, d->pend_next_ms,
-                                    d->pend_err);
-            break;
-        case P_DEAD:
-            rc = store_outbox_dead(t, d->id, d->cur.seq, d->pend_err);
-            break;
-        case P_NONE:
-            break;
+        d->n_written = 0;
+        for (size_t j = 0; j < d->n_pend && !rc; j++) {
+            const struct outcome *o = &d->pend[j];
+            switch (o->kind) {
+            case P_DELIVERED:
+                rc = store_outbox_delivered(t, d->id, o->seq);
+                break;
+            case P_RETRY:
+                rc = store_outbox_retry(t, d->id, o->seq, o->attempts, o->next_ms, o->err);
+                break;
+            case P_DEAD:
+                rc = store_outbox_dead(t, d->id, o->seq, o->err);
+                break;
+            }
+            /* the entry went (an operator purged it): nothing to record */
+            if (rc == STORE_E_NOT_FOUND)
+                rc = 0;
         }
-        /* the entry went (an operator purged it): nothing to record */
-        if (rc == STORE_E_NOT_FOUND)
-            rc = 0;
+        if (!rc)
+            d->n_written = d->n_pend;
     }
     return rc;
 }
 
+/* The outcomes written are durable (written) or not: drop them, and let
+ * a destination whose retry was recorded look at its head again. */
+static void outcomes_done(struct delivery_engine *e, bool written)
+{
+    if (!written) {
+        for (size_t i = 0; i < e->n; i++)
+            e->dests[i].n_written = 0;
+        return;
+    }
+    for (size_t i = 0; i < e->n; i++) {
+        struct dest *d = &e->dests[i];
+        size_t w = d->n_written;
+        if (!w)
+            continue;
+        for (size_t j = 0; j < w; j++)
+            free(d->pend[j].err);
+        memmove(d->pend, d->pend + w, (d->n_pend - w) * sizeof *d->pend);
+        d->n_pend -= w;
+        e->n_pend -= w;
+        d->n_written = 0;
+        if (d->n_pend)
+            continue;
+        /* Every entry before next_seq is gone from the store now, so the
+           head is the next one; and next_seq must go, because the outbox
+           may empty and seqs then start again lower down. */
+        d->next_seq = 0;
+        if (d->state == D_WRITING) {
+            /* the retry is recorded: the head waits for its next attempt */
+            d->state = D_IDLE;
+            drop_current(d);
+            fetch(d);
+        }
+    }
+    if (!e->n_pend)
+        evtimer_del(e->flush_ev);
+}
+
+/* ingest's hook: the outcomes join its group commit. */
+static int hook_write(void *ctx, struct store_txn *t)
+{
+    struct delivery_engine *e = ctx;
+    return e->n_pend ? write_outcomes(e, t) : 0;
+}
+
+static void hook_done(void *ctx, bool written)
+{
+    struct delivery_engine *e = ctx;
+    size_t before = e->n_pend;
+    outcomes_done(e, written);
+    if (before != e->n_pend) {
+        e->stats.joined_commits++;
+        e->stats.outcomes_written += before - e->n_pend;
+    }
+}
+
+void delivery_get_engine_stats(const struct delivery_engine *e,
+                               struct delivery_engine_stats *st)
+{
+    *st = e->stats;
+}
+
 int delivery_flush(struct delivery_engine *e)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < e->n; i++)
-        n += e->dests[i].state == D_WRITING;
-    if (!n)
+    if (!e->n_pend)
         return 0;
     int rc;
     for (;;) {
@@ -304,6 +446,12 @@ int delivery_flush(struct delivery_engine *e)
         if (rc != STORE_E_MAP_FULL || (rc = store_grow(e->store)))
             break;
     }
+    size_t before = e->n_pend;
+    outcomes_done(e, rc == 0);
+    if (!rc) {
+        e->stats.own_commits++;
+        e->stats.outcomes_written += before - e->n_pend;
+    }
     if (rc) {
         log_error("delivery", "cannot record delivery outcomes; trying again",
                   "error=%s detail=%s", store_strerror(rc), store_last_error(e->store));
@@ -313,32 +461,19 @@ int delivery_flush(struct delivery_engine *e)
         }
         return DELIVERY_E_STORE;
     }
-    for (size_t i = 0; i < e->n; i++) {
-        struct dest *d = &e->dests[i];
-        if (d->state != D_WRITING)
-            continue;
-        if (d->pend == P_DELIVERED)
-            d->delivered++;
-        else if (d->pend == P_RETRY)
-            d->retried++;
-        else if (d->pend == P_DEAD) {
-            d->dead++;
-            log_warn("delivery", "message dead-lettered", "destination=%s seq=%llu msg=%llu "
-                     "error=%s", d->cfg->name, (unsigned long long)d->cur.seq,
-                     (unsigned long long)d->cur.msg_id, d->pend_err);
-        }
-        d->pend = P_NONE;
-        d->state = D_IDLE;
-        drop_current(d);
-        fetch(d);
-    }
     return 0;
 }
 
+/* The engine's own commit, when no ingest commit is coming to join. */
 static void write_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
-    delivery_flush(arg);
+    struct delivery_engine *e = arg;
+    if (e->ingest && ingest_pending(e->ingest) > 0) {
+        /* ingest commits later in this loop iteration; join it */
+        return;
+    }
+    delivery_flush(e);
 }
 
 static void kick_cb(evutil_socket_t fd, short what, void *arg)
@@ -362,7 +497,9 @@ static void on_ingest_commit(void *ctx)
 
 void delivery_attach_ingest(struct delivery_engine *e, struct ingest *in)
 {
+    e->ingest = in;
     ingest_set_on_commit(in, on_ingest_commit, e);
+    ingest_set_txn_hook(in, hook_write, hook_done, e);
 }
 
 static struct dest *find(const struct delivery_engine *e, const char *name)
@@ -404,7 +541,7 @@ int delivery_get_stats(const struct delivery_engine *e, const char *name,
         return DELIVERY_E_NOT_FOUND;
     *st = (struct delivery_dest_stats){
         .dest_id = d->id, .paused = d->paused,
-        .in_flight = d->state == D_SENDING || d->state == D_WRITING,
+        .in_flight = d->state == D_SENDING,
         .next_attempt_ms = d->state == D_WAITING ? d->next_attempt_ms : 0,
         .delivered = d->delivered, .retried = d->retried, .dead_lettered = d->dead,
     };
@@ -475,9 +612,11 @@ int delivery_new(const struct delivery_opts *o, struct delivery_engine **out,
         event_base_priority_init(e->base, 3);
     int low = event_base_get_npriorities(e->base) - 1;
     e->write_ev = event_new(e->base, -1, 0, write_cb, e);
+    e->flush_ev = evtimer_new(e->base, write_cb, e);
     e->kick_ev = event_new(e->base, -1, 0, kick_cb, e);
     e->retry_ev = evtimer_new(e->base, write_cb, e);
-    if (!e->write_ev || !e->kick_ev || !e->retry_ev || event_priority_set(e->write_ev, low)) {
+    if (!e->write_ev || !e->flush_ev || !e->kick_ev || !e->retry_ev
+        || event_priority_set(e->write_ev, low)) {
         snprintf(err, errlen, "delivery: out of memory");
         goto out;
     }
@@ -486,7 +625,8 @@ int delivery_new(const struct delivery_opts *o, struct delivery_engine **out,
         d->eng = e;
         d->cfg = &o->dests[i];
         d->paused = d->cfg->paused;
-        if (!(d->timer = evtimer_new(e->base, timer_cb, d))) {
+        if (!(d->timer = evtimer_new(e->base, timer_cb, d))
+            || !(d->go_ev = event_new(e->base, -1, 0, go_cb, d))) {
             snprintf(err, errlen, "delivery: out of memory");
             goto out;
         }
@@ -523,6 +663,10 @@ void delivery_free(struct delivery_engine *e)
         return;
     /* No new sends from here on; outcomes already reported are kept. */
     e->closing = true;
+    if (e->ingest) {
+        ingest_set_on_commit(e->ingest, NULL, NULL);
+        ingest_set_txn_hook(e->ingest, NULL, NULL, NULL);
+    }
     if (e->write_ev)
         delivery_flush(e);
     for (size_t i = 0; i < e->n; i++) {
@@ -530,10 +674,17 @@ void delivery_free(struct delivery_engine *e)
         adapter_free(d->a);
         if (d->timer)
             event_free(d->timer);
+        if (d->go_ev)
+            event_free(d->go_ev);
         drop_current(d);
+        for (size_t j = 0; j < d->n_pend; j++)
+            free(d->pend[j].err);
+        free(d->pend);
     }
     if (e->write_ev)
         event_free(e->write_ev);
+    if (e->flush_ev)
+        event_free(e->flush_ev);
     if (e->kick_ev)
         event_free(e->kick_ev);
     if (e->retry_ev)

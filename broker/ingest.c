@@ -79,6 +79,10 @@ struct ingest {
     struct ingest_stats stats;
     void              (*on_commit)(void *ctx);
     void               *on_commit_ctx;
+    /* another writer's changes joining each batch (ingest_set_txn_hook) */
+    int               (*hook_write)(void *ctx, struct store_txn *t);
+    void              (*hook_done)(void *ctx, bool written);
+    void               *hook_ctx;
 };
 
 static uint64_t now_ms(void)
@@ -554,8 +558,14 @@ static void fail_batch(struct ingest *in, struct item *head, int rc)
               store_last_error(in->store), in->n);
 }
 
-static int write_batch(struct ingest *in, struct item *head)
+/* Write the batch (and the hook's changes, when with_hook) in one
+ * transaction. *hooked says whether the hook's changes were committed: a
+ * hook that fails is left out and the batch written without it, so
+ * another writer's trouble never refuses messages. */
+static int write_batch(struct ingest *in, struct item *head, bool *hooked)
 {
+    bool with_hook = in->hook_write != NULL;
+    *hooked = false;
     for (;;) {
         struct store_txn *t;
         int rc = store_begin(in->store, &t);
@@ -563,13 +573,26 @@ static int write_batch(struct ingest *in, struct item *head)
             return rc;
         for (struct item *it = head; it && !rc; it = it->next)
             rc = write_item(in, t, it);
+        if (!rc && with_hook && in->hook_write(in->hook_ctx, t)) {
+            log_warn("ingest", "the delivery outcomes could not join the commit; "
+                     "committing the messages without them", "detail=%s",
+                     store_last_error(in->store));
+            store_abort(t);
+            with_hook = false;
+            for (struct item *it = head; it; it = it->next)
+                if (it->outcome == INGEST_DUPLICATE)
+                    it->outcome = INGEST_ACCEPTED;
+            continue;
+        }
         if (rc) {
             store_abort(t);
         } else {
             rc = store_commit(t);
         }
-        if (rc != STORE_E_MAP_FULL)
+        if (rc != STORE_E_MAP_FULL) {
+            *hooked = rc == 0 && with_hook;
             return rc;
+        }
         rc = store_grow(in->store);
         if (rc)
             return rc;
@@ -600,8 +623,11 @@ static void commit_now(struct ingest *in)
         in->urgent = false;
     }
 
-    int rc = write_batch(in, head);
+    bool hooked;
+    int rc = write_batch(in, head, &hooked);
     bool ok = rc == 0;
+    if (in->hook_done)
+        in->hook_done(in->hook_ctx, hooked);
     if (ok) {
         in->stats.commits++;
         in->stats.committed_msgs += n;
@@ -637,6 +663,14 @@ void ingest_set_on_commit(struct ingest *in, void (*fn)(void *ctx), void *ctx)
 {
     in->on_commit = fn;
     in->on_commit_ctx = ctx;
+}
+
+void ingest_set_txn_hook(struct ingest *in, int (*write)(void *ctx, struct store_txn *t),
+                         void (*done)(void *ctx, bool written), void *ctx)
+{
+    in->hook_write = write;
+    in->hook_done = done;
+    in->hook_ctx = ctx;
 }
 
 static void commit_cb(evutil_socket_t fd, short what, void *arg)

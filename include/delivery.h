@@ -65,11 +65,14 @@ void delivery_report(struct adapter *a, const struct delivery *d,
  * The detail of every failure is kept as the entry's last error. An entry
  * that keeps failing blocks its destination only.
  *
- * Outcomes are written in batches: every outcome reported in one loop
- * iteration joins one short store transaction of the engine's own, run
- * from a lowest-priority event (as ingest's group commit, which it never
- * overlaps: both run to completion on the one loop thread). The next entry
- * is read only after that commit, so the store is the only truth.
+ * Outcomes are written in batches, never a commit each: they join the
+ * next ingest group commit (delivery_attach_ingest), or, when no message
+ * arrives within 20 ms (or 4096 outcomes wait), a short transaction of the
+ * engine's own. A delivered or dead-lettered entry does not wait for its
+ * write: the next entry is sent at once. A crash before the write sends
+ * those entries again, in order (at least once). A retry does wait for its
+ * write, as the attempts and the next attempt time it records decide when
+ * the head is tried again.
  */
 
 struct event_base;
@@ -137,5 +140,13 @@ struct delivery_dest_stats {
 };
 int  delivery_get_stats(const struct delivery_engine *e, const char *dest,
                         struct delivery_dest_stats *st);
+
+/* How the outcomes reached the store since start: commits of the engine's
+ * own, ingest commits they joined, and outcomes written. */
+struct delivery_engine_stats {
+    uint64_t own_commits, joined_commits, outcomes_written;
+};
+void delivery_get_engine_stats(const struct delivery_engine *e,
+                               struct delivery_engine_stats *st);
 
 #endif

@@ -80,6 +80,16 @@ int ingest_refuse_oversize(struct ingest *in, const struct ingest_origin *o,
  * called (the delivery engine looks at its outboxes again). NULL: none. */
 void ingest_set_on_commit(struct ingest *in, void (*fn)(void *ctx), void *ctx);
 
+/* Let another writer's changes join each group commit: write(ctx, t) is
+ * called inside every batch's transaction, after the messages (again if
+ * the transaction is redone); done(ctx, written) after the commit, written
+ * saying whether those changes are now durable. A write that fails (non-
+ * zero) is left out: the messages are committed without it. The delivery
+ * engine records its outcomes so. NULLs: none. */
+struct store_txn;
+void ingest_set_txn_hook(struct ingest *in, int (*write)(void *ctx, struct store_txn *t),
+                         void (*done)(void *ctx, bool written), void *ctx);
+
 /* Commit whatever is pending now and call its replies (used at shutdown). */
 void ingest_flush(struct ingest *in);
 

@@ -482,6 +482,79 @@ static void test_ingest_commit_kicks(void **state)
     ingest_free(in);
 }
 
+/* Outcomes join the next ingest commit: no commit of the engine's own. */
+static void test_outcomes_join_ingest_commit(void **state)
+{
+    struct fx *f = *state;
+    struct ingest *in;
+    assert_int_equal(ingest_new(f->base, f->s, &in), 0);
+    enqueue(f, "a", "M1");
+    enqueue(f, "a", "M2");
+    enqueue(f, "a", "M3");
+    start(f, 1);
+    delivery_attach_ingest(f->e, in);
+    assert_int_equal(n_sent, 1);   /* the first, from delivery_new */
+    static const char msg[] =
+        "MSH|^~\\&|PAS|RLH|LCR|NEL|20250101120000||ADT^A01^ADT_A01|X1|P|2.4\r"
+        "PID|1||9434765919^^^NHS^NH||SMITH^JOHN\r";
+    struct ingest_origin o = { "pas", "127.0.0.1:5000", NULL };
+    int replies = 0;
+    want_sent = 3;
+    assert_true(run_until(f, 2000, sent_reached));
+    /* all three sent, none written yet: the outbox still holds them */
+    assert_int_equal(depth(f, "a"), 3);
+    assert_int_equal(ingest_submit(in, &o, NULL, msg, strlen(msg), on_reply, &replies), 0);
+    assert_true(run_until(f, 2000, a_empty));
+    assert_int_equal(replies, 1);
+    struct delivery_engine_stats es;
+    delivery_get_engine_stats(f->e, &es);
+    assert_int_equal(es.own_commits, 0);
+    assert_int_equal(es.joined_commits, 1);
+    assert_int_equal(es.outcomes_written, 3);
+    ingest_free(in);
+}
+
+/* With no ingest commit to join, the engine writes a batch of its own
+ * shortly after: one commit for many outcomes. */
+static void test_outcomes_own_commit_batches(void **state)
+{
+    struct fx *f = *state;
+    for (int i = 0; i < 50; i++) {
+        char ctrl[16];
+        snprintf(ctrl, sizeof ctrl, "M%d", i + 1);
+        enqueue(f, "a", ctrl);
+    }
+    start(f, 1);
+    assert_true(run_until(f, 2000, a_empty));
+    assert_int_equal(n_sent, 50);
+    for (int i = 0; i < 50; i++) {
+        char ctrl[16];
+        snprintf(ctrl, sizeof ctrl, "M%d", i + 1);
+        assert_string_equal(sent[i].ctrl, ctrl);
+    }
+    struct delivery_engine_stats es;
+    delivery_get_engine_stats(f->e, &es);
+    assert_int_equal(es.outcomes_written, 50);
+    assert_true(es.own_commits >= 1 && es.own_commits <= 3);
+}
+
+/* After everything is written the outbox may empty and seqs start again
+ * low: the engine must still find the new entries. */
+static void test_seq_restart_after_empty(void **state)
+{
+    struct fx *f = *state;
+    enqueue(f, "a", "M1");
+    enqueue(f, "a", "M2");
+    start(f, 1);
+    assert_true(run_until(f, 2000, a_empty));
+    enqueue(f, "a", "M3");   /* seq 1 again: the outbox was empty */
+    delivery_kick(f->e);
+    want_sent = 3;
+    assert_true(run_until(f, 2000, sent_reached));
+    assert_true(run_until(f, 2000, a_empty));
+    assert_string_equal(sent[2].ctrl, "M3");
+}
+
 /* send() failing to start counts as a retryable failure. */
 static void test_send_refused_is_retry(void **state)
 {
@@ -535,6 +608,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restart_resumes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backoff_stored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_commit_kicks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outcomes_join_ingest_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outcomes_own_commit_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seq_restart_after_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_refused_is_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_in_flight_at_stop_is_resent, setup, teardown),
     };

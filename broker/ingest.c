@@ -503,9 +503,13 @@ static int write_item(struct ingest *in, struct store_txn *t, struct item *it)
             };
             rc = store_put_message(t, &sm, it->dedup_key, it->dedup_len, it->ack.p,
                                    it->ack.len, &it->id);
-            for (size_t i = 0; !rc && i < it->n_deliveries; i++)
-                rc = store_enqueue(t, it->deliveries[i].dest, it->id, it->deliveries[i].payload,
-                                   it->deliveries[i].len, NULL);
+            for (size_t i = 0; !rc && i < it->n_deliveries; i++) {
+                const struct delivery_copy *dc = &it->deliveries[i];
+                /* untransformed: the store keeps the bytes once */
+                bool same = dc->len == it->raw_len
+                            && (dc->len == 0 || memcmp(dc->payload, it->raw, dc->len) == 0);
+                rc = store_enqueue(t, dc->dest, it->id, same ? NULL : dc->payload, dc->len, NULL);
+            }
             if (rc)
                 return rc;
             it->outcome = INGEST_ACCEPTED;

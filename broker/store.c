@@ -26,6 +26,10 @@ static const char *const db_names[DB_COUNT] = {
 };
 
 #define FORMAT          1u
+/* A payload value of this one byte: the destination receives the message
+ * exactly as received (no transform changed it); the bytes are read from
+ * its messages record, not stored again. */
+#define FORMAT_SAME     2u
 #define HASH_LEN        32u
 #define NHS_LEN         10u
 #define DEFAULT_MAP     (64ull << 20)
@@ -1252,11 +1256,11 @@ int store_enqueue(struct store_txn *t, const char *dest, uint64_t msg_id,
     uint8_t pk[12];
     put_be32(pk, id);
     put_be64(pk + 4, msg_id);
-    MDB_val pkv = { 12, pk }, pv = { len + 1, NULL };
+    MDB_val pkv = { 12, pk }, pv = { payload ? len + 1 : 1, NULL };
     if ((rc = put(t, DB_PAYLOADS, &pkv, &pv, MDB_RESERVE)))
         return rc;
-    ((uint8_t *)pv.mv_data)[0] = FORMAT;
-    if (len)
+    ((uint8_t *)pv.mv_data)[0] = payload ? FORMAT : FORMAT_SAME;
+    if (payload && len)
         memcpy((uint8_t *)pv.mv_data + 1, payload, len);
     if (seq_out)
         *seq_out = seq;
@@ -1300,8 +1304,10 @@ static int dec_outbox(const MDB_val *v, uint64_t *msg_id, uint32_t *attempts,
  * trigger (5) and control id (7) of the 12 strings. A message that is
  * gone (pruned) or does not decode reads as empty strings. */
 static void msg_fields(MDB_txn *txn, struct store *s, uint64_t msg_id, uint64_t *received,
-                       const uint8_t *p[3], size_t l[3])
+                       const uint8_t *p[3], size_t l[3], const uint8_t **raw, size_t *raw_len)
 {
+    if (raw)
+        *raw = NULL, *raw_len = 0;
     static const int want[3] = { 7, 4, 5 };   /* control_id, code, trigger */
     uint8_t kb[8];
     put_be64(kb, msg_id);
@@ -1326,6 +1332,8 @@ static void msg_fields(MDB_txn *txn, struct store *s, uint64_t msg_id, uint64_t 
         *received = rec;
     for (int i = 0; i < 3; i++)
         p[i] = sp[want[i]], l[i] = sl[want[i]];
+    if (raw)
+        *raw = d.p, *raw_len = d.left;
 }
 
 int store_outbox_first(struct store *s, uint32_t dest_id, uint64_t min_seq,
@@ -1368,8 +1376,9 @@ int store_outbox_first(struct store *s, uint32_t dest_id, uint64_t min_seq,
     outbox_key(pk, dest_id, msg_id);
     MDB_val pkv = { 12, pk }, pv;
     rc = mdb_get(txn, s->dbi[DB_PAYLOADS], &pkv, &pv);
-    if (rc == MDB_NOTFOUND || (rc == 0 && (pv.mv_size < 1
-                                           || ((uint8_t *)pv.mv_data)[0] != FORMAT))) {
+    bool same = rc == 0 && pv.mv_size == 1 && ((uint8_t *)pv.mv_data)[0] == FORMAT_SAME;
+    if (rc == MDB_NOTFOUND || (rc == 0 && !same && (pv.mv_size < 1
+                                                    || ((uint8_t *)pv.mv_data)[0] != FORMAT))) {
         snprintf(s->err, sizeof s->err, "store %s: outbox entry %u/%llu has no payload "
                  "(message %llu)", s->dir, dest_id, (unsigned long long)seq,
                  (unsigned long long)msg_id);
@@ -1383,18 +1392,32 @@ int store_outbox_first(struct store *s, uint32_t dest_id, uint64_t min_seq,
     const uint8_t *mp[3];
     size_t ml[3];
     uint64_t received;
-    msg_fields(txn, s, msg_id, &received, mp, ml);
+    const uint8_t *raw;
+    size_t raw_len;
+    msg_fields(txn, s, msg_id, &received, mp, ml, &raw, &raw_len);
+    const uint8_t *payload = (uint8_t *)pv.mv_data + 1;
+    size_t plen = pv.mv_size - 1;
+    if (same) {
+        if (!raw) {
+            snprintf(s->err, sizeof s->err, "store %s: outbox entry %u/%llu: message %llu, "
+                     "whose bytes it sends, is gone", s->dir, dest_id,
+                     (unsigned long long)seq, (unsigned long long)msg_id);
+            rc = STORE_E_CORRUPT;
+            goto out;
+        }
+        payload = raw;
+        plen = raw_len;
+    }
 
     /* One block: payload, last error, control id, code, trigger, each
      * NUL-terminated. */
-    size_t plen = pv.mv_size - 1;
     size_t total = plen + 1 + err_len + 1 + ml[0] + 1 + ml[1] + 1 + ml[2] + 1;
     char *block = malloc(total), *p = block;
     if (!block) {
         rc = STORE_E_NOMEM;
         goto out;
     }
-    const uint8_t *src[5] = { (uint8_t *)pv.mv_data + 1, err, mp[0], mp[1], mp[2] };
+    const uint8_t *src[5] = { payload, err, mp[0], mp[1], mp[2] };
     size_t len[5] = { plen, err_len, ml[0], ml[1], ml[2] };
     const char **dst[5] = { &e->payload, &e->last_error, &e->control_id, &e->code,
                             &e->trigger };
@@ -1549,7 +1572,7 @@ int store_outbox_depth(struct store *s, uint32_t dest_id, uint64_t *n, uint64_t 
             const uint8_t *mp[3];
             size_t ml[3];
             if (dec_outbox(&v, &msg_id, NULL, NULL, NULL, NULL) == 0)
-                msg_fields(txn, s, msg_id, &oldest, mp, ml);
+                msg_fields(txn, s, msg_id, &oldest, mp, ml, NULL, NULL);
         }
     }
     if (rc && rc != MDB_NOTFOUND) {

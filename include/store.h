@@ -135,8 +135,11 @@ struct store_msg {
  * first use and kept in meta "dest:NAME"; "dest_next" holds the next):
  * outbox[id + seq] = format, u64 msg id, u32 attempts (0), u64 next
  * attempt ms (0: now), u32-length last error (""); payloads[id + msg id]
- * = format, then the bytes. seq is one past the highest in the outbox or
- * the dead letters for that destination, so it only ever increases. */
+ * = format, then the bytes; payload NULL: the message's own bytes, as
+ * received (payloads then holds a one-byte marker and readers take the
+ * bytes from the messages record: no second copy of an untransformed
+ * message). seq is one past the highest in the outbox or the dead letters
+ * for that destination: it only increases while the outbox holds entries. */
 int store_dest_id(struct store_txn *t, const char *name, uint32_t *id);
 int store_enqueue(struct store_txn *t, const char *dest, uint64_t msg_id,
                   const char *payload, size_t len, uint64_t *seq);

@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -113,11 +115,13 @@ struct opts {
     double   seconds;
     const char *acked_file, *template_file, *prefix;
     bool quiet;
+    unsigned sink_port, sink_copies;   /* --sink: the receiving end too */
+    double   sink_timeout;
 };
 
 static struct opts O = {
     .conn = { .host = "127.0.0.1", .port = "2575", .timeout_ms = 10000 },
-    .connections = 1,
+    .connections = 1, .sink_copies = 1, .sink_timeout = 60,
 };
 
 /* The template, split around MSH-10. */
@@ -152,6 +156,7 @@ static void usage(FILE *f)
         "                 [--messages M | --seconds S] [--template FILE]\n"
         "                 [--id-prefix P] [--acked-file F] [--idle N] [--timeout-ms N]\n"
         "                 [--tls [--ca F] [--cert F --key F] [--server-name N]] [--quiet]\n"
+        "                 [--sink PORT [--sink-copies K] [--sink-timeout S]]\n"
         "\n"
         "N connections (default 1) each send a message, wait for its ACK, and send\n"
         "the next, until M messages in all (default 1000) have been answered or S\n"
@@ -166,6 +171,14 @@ static void usage(FILE *f)
         "                   open to the end (\"idle: N open\" on stderr once they are)\n"
         "  --timeout-ms N   connect timeout and ACK timeout (default 10000)\n"
         "  --quiet          print only the RESULT line\n"
+        "  --sink PORT      also be the subscribers: listen on 127.0.0.1:PORT for the\n"
+        "                   broker's MLLP destinations, answer each message AA at once,\n"
+        "                   and wait (up to --sink-timeout S, default 60) until every\n"
+        "                   accepted message has arrived K times (--sink-copies, default\n"
+        "                   1); then print \"SINK ...\": the rate fully delivered and the\n"
+        "                   latency from the sender's first byte to the K-th arrival.\n"
+        "                   Needs --messages; control ids are then PREFIX-CONN-N with N\n"
+        "                   the message's number overall\n"
         "\n"
         "Prints the rate and the ACK latency (p50, p99, max) and a line\n"
         "\"RESULT key=value ...\" for scripts. A connection that fails stops; the\n"
@@ -223,6 +236,12 @@ static int parse_args(int argc, char **argv)
             O.messages = (uint64_t)d;
         } else if (TAKES("--seconds") && num(v, 0.001, 1e6, &d)) {
             O.seconds = d;
+        } else if (TAKES("--sink") && num(v, 1, 65535, &d)) {
+            O.sink_port = (unsigned)d;
+        } else if (TAKES("--sink-copies") && num(v, 1, 255, &d)) {
+            O.sink_copies = (unsigned)d;
+        } else if (TAKES("--sink-timeout") && num(v, 0.001, 1e6, &d)) {
+            O.sink_timeout = d;
         } else if (TAKES("--timeout-ms") && num(v, 1, INT_MAX, &d)) {
             O.conn.timeout_ms = (int)d;
         } else {
@@ -236,6 +255,10 @@ static int parse_args(int argc, char **argv)
         O.messages = 1000;
     if (O.messages && O.seconds > 0) {
         fprintf(stderr, "mllp_load: give --messages or --seconds, not both\n");
+        return -1;
+    }
+    if (O.sink_port && !O.messages) {
+        fprintf(stderr, "mllp_load: --sink needs --messages\n");
         return -1;
     }
     if (O.prefix && strlen(O.prefix) > 16) {
@@ -309,15 +332,225 @@ struct worker {
     char        first_refusal[160];
 };
 
-static bool claim(void)
+/* Claim the next message to send; *n is its number overall (from 0). */
+static bool claim(uint64_t *n)
 {
     if (atomic_load(&stop_flag))
         return false;
     if (O.messages) {
-        uint64_t n = atomic_fetch_add(&next_msg, 1);
-        return n < O.messages;
+        *n = atomic_fetch_add(&next_msg, 1);
+        return *n < O.messages;
     }
+    *n = 0;
     return mono_ns() < deadline_ns;
+}
+
+/* ------------------------------------------------------------- the sink
+ *
+ * One thread, epoll, any number of broker connections on one port. Each
+ * framed message is answered AA with MSA-2 = its MSH-10 at once; the
+ * message's number (the last part of its control id) counts its copies,
+ * and the K-th arrival records the latency from its send. */
+
+static _Atomic int64_t *send_ns;       /* by message number: its first byte */
+static uint8_t *copies;                /* by message number: arrivals */
+static struct hist *sink_hist;
+static uint64_t sink_full, sink_received, sink_unknown;
+static int64_t sink_last_ns;
+static atomic_uint_fast64_t sink_full_seen;
+static atomic_int sink_stop;
+static int sink_fd = -1;
+
+struct sink_conn {
+    int fd;
+    struct buf in, out;
+};
+
+static void sink_note(const char *msg, size_t len)
+{
+    /* MSH-10: after the 9th field separator of the first segment */
+    if (len < 4 || memcmp(msg, "MSH", 3) != 0)
+        return;
+    char sep = msg[3];
+    size_t i = 3;
+    for (int f = 0; f < 9 && i < len; i++)
+        if (msg[i] == sep)
+            f++;
+        else if (msg[i] == '\r')
+            return;
+    size_t j = i;
+    while (j < len && msg[j] != sep && msg[j] != '\r')
+        j++;
+    sink_received++;
+    const char *dash = memrchr(msg + i, '-', j - i);
+    uint64_t n = 0;
+    bool ok = dash && dash + 1 < msg + j;
+    for (const char *c = dash ? dash + 1 : msg; ok && c < msg + j; c++) {
+        if (*c < '0' || *c > '9' || n > O.messages)
+            ok = false;
+        else
+            n = n * 10 + (uint64_t)(*c - '0');
+    }
+    if (!ok || n == 0 || n > O.messages) {
+        sink_unknown++;
+        return;
+    }
+    if (++copies[n] == O.sink_copies) {
+        int64_t now = mono_ns(), t0 = atomic_load(&send_ns[n]);
+        if (t0 > 0 && now > t0)
+            h_add(sink_hist, (uint64_t)((now - t0) / 1000));
+        sink_full++;
+        sink_last_ns = now;
+        atomic_store(&sink_full_seen, sink_full);
+    }
+}
+
+/* Answer one message; its MSH-10 is copied into the ACK. */
+static int sink_answer(struct sink_conn *c, const char *msg, size_t len)
+{
+    const char *id = "";
+    size_t idlen = 0;
+    if (len > 4 && memcmp(msg, "MSH", 3) == 0) {
+        char sep = msg[3];
+        size_t i = 3;
+        for (int f = 0; f < 9 && i < len; i++)
+            if (msg[i] == sep)
+                f++;
+        size_t j = i;
+        while (j < len && msg[j] != sep && msg[j] != '\r')
+            j++;
+        id = msg + i;
+        idlen = j - i;
+    }
+    static const char head[] = "\x0bMSH|^~\\&|SINK|BENCH|LOADGEN|RLH|20261121000000||ACK|S";
+    return buf_append(&c->out, head, sizeof head - 1) || buf_append(&c->out, id, idlen) ||
+           buf_append(&c->out, "|P|2.4\rMSA|AA|", 14) || buf_append(&c->out, id, idlen) ||
+           buf_append(&c->out, "\r\x1c\r", 3);
+}
+
+/* Read what there is, answer every whole frame, write. -1: close it. */
+static int sink_io(struct sink_conn *c)
+{
+    char chunk[65536];
+    for (;;) {
+        ssize_t n = read(c->fd, chunk, sizeof chunk);
+        if (n == 0)
+            return -1;
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (buf_append(&c->in, chunk, (size_t)n))
+            return -1;
+    }
+    size_t used = 0;
+    for (;;) {
+        const char *start = memchr(c->in.p + used, 0x0b, c->in.len - used);
+        if (!start)
+            break;
+        size_t from = (size_t)(start - c->in.p) + 1;
+        const char *end = NULL;
+        for (size_t k = from; k + 1 < c->in.len; k++)
+            if (c->in.p[k] == 0x1c && c->in.p[k + 1] == 0x0d) {
+                end = c->in.p + k;
+                break;
+            }
+        if (!end) {
+            used = from - 1;
+            break;
+        }
+        sink_note(c->in.p + from, (size_t)(end - c->in.p) - from);
+        if (sink_answer(c, c->in.p + from, (size_t)(end - c->in.p) - from))
+            return -1;
+        used = (size_t)(end - c->in.p) + 2;
+    }
+    if (used) {
+        memmove(c->in.p, c->in.p + used, c->in.len - used);
+        c->in.len -= used;
+    }
+    size_t off = 0;
+    while (off < c->out.len) {
+        ssize_t n = write(c->fd, c->out.p + off, c->out.len - off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            return -1;
+        }
+        off += (size_t)n;
+    }
+    memmove(c->out.p, c->out.p + off, c->out.len - off);
+    c->out.len -= off;
+    return 0;
+}
+
+static int sink_listen(void)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)O.sink_port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    int one = 1;
+    sink_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (sink_fd < 0 || setsockopt(sink_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+        bind(sink_fd, (struct sockaddr *)&a, sizeof a) || listen(sink_fd, 64)) {
+        fprintf(stderr, "mllp_load: --sink %u: %s\n", O.sink_port, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static void *sink_run(void *arg)
+{
+    (void)arg;
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+    if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, sink_fd, &ev)) {
+        fprintf(stderr, "mllp_load: sink: epoll: %s\n", strerror(errno));
+        return NULL;
+    }
+    struct sink_conn *conns[256] = { 0 };
+    unsigned nconns = 0;
+    while (!atomic_load(&sink_stop)) {
+        struct epoll_event evs[64];
+        int n = epoll_wait(ep, evs, 64, 100);
+        for (int i = 0; i < n; i++) {
+            struct sink_conn *c = evs[i].data.ptr;
+            if (!c) {
+                int fd;
+                while ((fd = accept4(sink_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+                    struct sink_conn *nc = nconns < 256 ? calloc(1, sizeof *nc) : NULL;
+                    if (!nc) {
+                        close(fd);
+                        continue;
+                    }
+                    nc->fd = fd;
+                    int one = 1;
+                    setsockopt(fd, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one, sizeof one);
+                    struct epoll_event e2 = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = nc };
+                    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e2);
+                    conns[nconns++] = nc;
+                }
+                continue;
+            }
+            if (sink_io(c)) {
+                epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+                close(c->fd);
+                c->fd = -1;
+            }
+        }
+    }
+    for (unsigned i = 0; i < nconns; i++) {
+        if (conns[i]->fd >= 0)
+            close(conns[i]->fd);
+        buf_free(&conns[i]->in);
+        buf_free(&conns[i]->out);
+        free(conns[i]);
+    }
+    close(ep);
+    return NULL;
 }
 
 static void *worker_run(void *arg)
@@ -337,8 +570,10 @@ static void *worker_run(void *arg)
         return NULL;
 
     char id[64];
-    for (uint64_t seq = 1; claim(); seq++) {
-        int idlen = snprintf(id, sizeof id, "%s-%u-%" PRIu64, O.prefix, w->index, seq);
+    uint64_t number;
+    for (uint64_t seq = 1; claim(&number); seq++) {
+        int idlen = snprintf(id, sizeof id, "%s-%u-%" PRIu64, O.prefix, w->index,
+                             O.sink_port ? number + 1 : seq);
         buf_reset(&msg);
         if (buf_append(&msg, t_head, t_head_len) || buf_append(&msg, id, (size_t)idlen) ||
             buf_append(&msg, t_tail, t_tail_len)) {
@@ -347,6 +582,8 @@ static void *worker_run(void *arg)
             break;
         }
         int64_t t0 = mono_ns();
+        if (send_ns)
+            atomic_store(&send_ns[number + 1], t0);
         rc = mllp_client_send(c, msg.p, msg.len);
         w->sent++;
         enum mllp_reply_kind kind = MLLP_REPLY_HL7;
@@ -484,6 +721,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "idle: %u open\n", O.idle);
     }
 
+    pthread_t sink_thread;
+    if (O.sink_port) {
+        send_ns = calloc(O.messages + 1, sizeof *send_ns);
+        copies = calloc(O.messages + 1, 1);
+        sink_hist = calloc(1, sizeof *sink_hist);
+        if (!send_ns || !copies || !sink_hist || sink_listen() ||
+            pthread_create(&sink_thread, NULL, sink_run, NULL)) {
+            fprintf(stderr, "mllp_load: cannot start the sink\n");
+            return 3;
+        }
+    }
+
     struct worker *w = calloc(O.connections, sizeof *w);
     if (!w) {
         fprintf(stderr, "mllp_load: out of memory\n");
@@ -557,6 +806,40 @@ int main(int argc, char **argv)
            h_percentile_ms(all, 0.50), h_percentile_ms(all, 0.99),
            (double)all->max_us / 1000.0, O.idle, idle_open);
     fflush(stdout);
+
+    if (O.sink_port) {
+        int64_t until = mono_ns() + (int64_t)(O.sink_timeout * 1e9);
+        while (atomic_load(&sink_full_seen) < accepted && mono_ns() < until &&
+               !atomic_load(&stop_flag))
+            usleep(2000);
+        atomic_store(&sink_stop, 1);
+        pthread_join(sink_thread, NULL);
+        double ssecs = sink_full ? (double)(sink_last_ns - t0) / 1e9 : 0;
+        double srate = ssecs > 0 ? (double)sink_full / ssecs : 0;
+        if (!O.quiet) {
+            printf("sink: %" PRIu64 " of %" PRIu64 " accepted messages arrived %u times, in "
+                   "%.2f s from the first send: %.0f messages/s fully delivered "
+                   "(%.0f deliveries/s)\n", sink_full, accepted, O.sink_copies, ssecs, srate,
+                   srate * O.sink_copies);
+            printf("first byte sent to last copy received: p50 %.3f ms, p99 %.3f ms, "
+                   "max %.3f ms\n", h_percentile_ms(sink_hist, 0.50),
+                   h_percentile_ms(sink_hist, 0.99), (double)sink_hist->max_us / 1000.0);
+        }
+        printf("SINK copies=%u delivered_all=%" PRIu64 " accepted=%" PRIu64 " received=%"
+               PRIu64 " unknown=%" PRIu64 " seconds=%.3f msgs_per_s=%.1f deliveries_per_s=%.1f"
+               " p50_ms=%.3f p99_ms=%.3f max_ms=%.3f\n", O.sink_copies, sink_full, accepted,
+               sink_received, sink_unknown, ssecs, srate, srate * O.sink_copies,
+               h_percentile_ms(sink_hist, 0.50), h_percentile_ms(sink_hist, 0.99),
+               (double)sink_hist->max_us / 1000.0);
+        fflush(stdout);
+        if (sink_fd >= 0)
+            close(sink_fd);
+        free(send_ns);
+        free(copies);
+        free(sink_hist);
+        if (sink_full < accepted)
+            failed++;
+    }
 
     for (unsigned i = 0; idle && i < O.idle; i++)
         if (idle[i] >= 0)

@@ -69,9 +69,12 @@ END {
 echo
 echo "batch_oru.hl7: C splits the batch and parses each message; python-hl7 uses hl7.parse_file."
 
-# The ingest part: hl7brokerd end to end over MLLP (test/bench/ingest.sh),
-# when the Makefile says where its build is.
+# The ingest and delivery parts: hl7brokerd end to end over MLLP
+# (test/bench/ingest.sh, test/bench/delivery.sh), when the Makefile says
+# where its build is.
 if [ -n "${INGEST_BUILD:-}" ]; then
     echo
     sh "$here/ingest.sh" "$INGEST_BUILD"
+    echo
+    sh "$here/delivery.sh" "$INGEST_BUILD"
 fi

@@ -171,6 +171,31 @@ static void test_head_and_outcomes(void **state)
     assert_int_equal(n, 1);
 }
 
+/* An untransformed copy (payload NULL) is not stored twice: the entry
+ * reads the message's own bytes. */
+static void test_payload_same_as_message(void **state)
+{
+    struct fx *f = *state;
+    uint32_t a = dest_id(f->s, "a");
+    static const char raw[] = "MSH|^~\\&|PAS|RLH|||20260101||ADT^A01|C9|P|2.4\rPID|1\r";
+    struct store_msg m = { .received_ms = 5, .state = STORE_MSG_ROUTED, .source = "pas",
+                           .code = "ADT", .trigger = "A01", .control_id = "C9",
+                           .raw = raw, .raw_len = sizeof raw - 1 };
+    struct store_txn *t;
+    uint64_t id, seq;
+    assert_int_equal(store_begin(f->s, &t), 0);
+    assert_int_equal(store_put_message(t, &m, NULL, 0, NULL, 0, &id), 0);
+    assert_int_equal(store_enqueue(t, "a", id, NULL, sizeof raw - 1, &seq), 0);
+    assert_int_equal(store_commit(t), 0);
+    struct store_outbox_entry e;
+    void *owner;
+    assert_int_equal(store_outbox_first(f->s, a, 0, &e, &owner), 0);
+    assert_int_equal(e.len, sizeof raw - 1);
+    assert_memory_equal(e.payload, raw, sizeof raw - 1);
+    assert_string_equal(e.control_id, "C9");
+    free(owner);
+}
+
 static void test_needs_txn(void **state)
 {
     struct fx *f = *state;
@@ -184,6 +209,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_head_and_outcomes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_payload_same_as_message, setup, teardown),
         cmocka_unit_test_setup_teardown(test_needs_txn, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

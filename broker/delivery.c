@@ -53,6 +53,7 @@ struct dest {
     char                             pend_err[ERR_MAX];
     uint64_t                         next_attempt_ms;
     uint64_t                         delivered, retried, dead;
+    struct metrics_hist              latency;   /* receipt to confirmed, seconds */
 };
 
 struct delivery_engine {
@@ -317,9 +318,12 @@ int delivery_flush(struct delivery_engine *e)
         struct dest *d = &e->dests[i];
         if (d->state != D_WRITING)
             continue;
-        if (d->pend == P_DELIVERED)
+        if (d->pend == P_DELIVERED) {
             d->delivered++;
-        else if (d->pend == P_RETRY)
+            uint64_t now = now_ms();
+            if (d->cur.received_ms && now >= d->cur.received_ms)
+                metrics_hist_observe(&d->latency, (double)(now - d->cur.received_ms) / 1000.0);
+        } else if (d->pend == P_RETRY)
             d->retried++;
         else if (d->pend == P_DEAD) {
             d->dead++;
@@ -407,6 +411,7 @@ int delivery_get_stats(const struct delivery_engine *e, const char *name,
         .in_flight = d->state == D_SENDING || d->state == D_WRITING,
         .next_attempt_ms = d->state == D_WAITING ? d->next_attempt_ms : 0,
         .delivered = d->delivered, .retried = d->retried, .dead_lettered = d->dead,
+        .latency = d->latency,
     };
     return 0;
 }
@@ -484,6 +489,7 @@ int delivery_new(const struct delivery_opts *o, struct delivery_engine **out,
     for (size_t i = 0; i < e->n; i++) {
         struct dest *d = &e->dests[i];
         d->eng = e;
+        metrics_hist_init_latency(&d->latency);
         d->cfg = &o->dests[i];
         d->paused = d->cfg->paused;
         if (!(d->timer = evtimer_new(e->base, timer_cb, d))) {

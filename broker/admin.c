@@ -387,7 +387,7 @@ void admin_reply_text(struct admin_request *r, int status, const char *content_t
 
 void admin_reply_json(struct admin_request *r, int status, json_t *body)
 {
-    char *s = body ? json_dumps(body, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_ENSURE_ASCII) : NULL;
+    char *s = body ? json_dumps(body, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(15)) : NULL;
     json_decref(body);
     if (!s) {
         static const char oom[] = "{\"error\": {\"status\": 500, \"code\": \"internal\", "

@@ -227,3 +227,16 @@ else
 fi
 stop "$dpid" TERM 10
 check "stops cleanly (exit 0)" "$rc" "$log"
+
+# ---------------------------------------------------------- TLS
+sed -i "s|token_file = \"$tokens\";|token_file = \"$tokens\"; tls = { cert = \"conf/tls/example-broker.pem\"; key = \"conf/tls/example-broker.key\"; };|" "$conf"
+if start_daemon "$conf" "$log" "$P1" "$P2"; then
+    c1=$($HTTP GET "https://127.0.0.1:$P2/healthz" "$tmp/body" 2>/dev/null)
+    c2=$($HTTP GET "https://127.0.0.1:$P2/api/v1/stats" "$tmp/body2" "$TOKEN2" 2>/dev/null)
+    c3=$($HTTP GET "http://127.0.0.1:$P2/healthz" "$tmp/body3" 2>/dev/null) || c3=none
+    [ "$c1" = 200 ] && [ "$c2" = 200 ] && [ "$c3" = none ]
+    check "broker.admin.tls: HTTPS answers (200, token checked), plain HTTP gets nothing" $? "$log"
+    stop "$dpid" TERM 10
+else
+    fail "starts with broker.admin.tls" "$log"
+fi

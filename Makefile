@@ -64,7 +64,7 @@ all: conf-perms $(BROKERD) $(HL7CTL)
 # private again after a clone, or the broker rightly refuses them.
 .PHONY: conf-perms
 conf-perms:
-	@chmod 600 conf/keys/*.key test/data/routes/*.key 2>/dev/null || true
+	@chmod 600 conf/keys/*.key test/data/routes/*.key conf/admin.token test/data/admin/*.token 2>/dev/null || true
 
 deps:
 	@sh test/deps.sh $(DEB_PACKAGES)

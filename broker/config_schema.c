@@ -107,6 +107,8 @@ static const struct config_row admin_rows[] = {
         config_valid_hostport, "host:port of the admin API; keep it on loopback"),
     ROW_STR(struct config_admin, token_file, 0, NULL, config_valid_file,
         "file of bearer tokens, one \"NAME TOKEN\" per line; unset: none"),
+    ROW_GROUP_OPT(struct config_admin, tls, ROW_SUM, &config_tls_server_section,
+                  "TLS (1.2 or later) on the admin API, settings as a source's tls; unset: plain HTTP"),
     ROW_END
 };
 

@@ -69,6 +69,7 @@ struct dest {
     size_t                           n_pend, cap_pend, n_written;
     uint64_t                         next_attempt_ms;
     uint64_t                         delivered, retried, dead;
+    struct metrics_hist              latency;   /* receipt to confirmed, seconds */
 };
 
 struct delivery_engine {
@@ -313,6 +314,9 @@ static void on_report(void *ctx, const struct delivery *del, int outcome, const 
     }
     if (kind == P_DELIVERED) {
         d->delivered++;
+        uint64_t now = now_ms();
+        if (d->cur.received_ms && now >= d->cur.received_ms)
+            metrics_hist_observe(&d->latency, (double)(now - d->cur.received_ms) / 1000.0);
     } else {
         d->dead++;
         log_warn("delivery", "message dead-lettered", "destination=%s seq=%llu msg=%llu "
@@ -544,6 +548,7 @@ int delivery_get_stats(const struct delivery_engine *e, const char *name,
         .in_flight = d->state == D_SENDING,
         .next_attempt_ms = d->state == D_WAITING ? d->next_attempt_ms : 0,
         .delivered = d->delivered, .retried = d->retried, .dead_lettered = d->dead,
+        .latency = d->latency,
     };
     return 0;
 }
@@ -623,6 +628,7 @@ int delivery_new(const struct delivery_opts *o, struct delivery_engine **out,
     for (size_t i = 0; i < e->n; i++) {
         struct dest *d = &e->dests[i];
         d->eng = e;
+        metrics_hist_init_latency(&d->latency);
         d->cfg = &o->dests[i];
         d->paused = d->cfg->paused;
         if (!(d->timer = evtimer_new(e->base, timer_cb, d))

@@ -17,6 +17,7 @@
 
 #include <event2/event.h>
 
+#include "admin.h"
 #include "config.h"
 #include "delivery.h"
 #include "ingest.h"
@@ -43,6 +44,7 @@ struct daemon {
     struct sources    *sources;
     struct router     *router;       /* the running config's routes */
     struct delivery_engine *delivery; /* the running config's destinations */
+    struct admin      *admin;        /* NULL when broker.admin.enabled is false */
     struct event      *ev_drain;     /* shutdown: waits for ACKs to be written */
     struct timespec    drain_deadline;
     bool               stopping;
@@ -226,6 +228,7 @@ static void on_stop(evutil_socket_t sig, short what, void *arg)
         return;
     }
     d->stopping = true;
+    admin_set_stopping(d->admin);
     log_info("daemon", "stopping", "signal=%s pending=%zu", name, ingest_pending(d->ingest));
     sources_drain(d->sources);
     ingest_flush(d->ingest);
@@ -249,6 +252,14 @@ static void warn_restart_needed(const struct daemon *d, const struct config *nex
         log_warn("config", "change needs a restart",
                  "setting=broker.max_map_bytes running=%lld file=%lld",
                  (long long)a->max_map_bytes, (long long)b->max_map_bytes);
+    const struct config_admin *x = &a->admin, *y = &b->admin;
+    const struct config_tls_server *xt = x->tls, *yt = y->tls;
+    if (x->enabled != y->enabled || strcmp(x->listen, y->listen) != 0 ||
+        (xt == NULL) != (yt == NULL) ||
+        (xt && yt && (strcmp(xt->cert, yt->cert) != 0 || strcmp(xt->key, yt->key) != 0)))
+        log_warn("config", "change needs a restart",
+                 "setting=broker.admin running=%s file=%s", x->enabled ? x->listen : "off",
+                 y->enabled ? y->listen : "off");
 }
 
 static void on_reload(evutil_socket_t sig, short what, void *arg)
@@ -289,10 +300,14 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     /* The engine holds the destinations' config: start it again on the
        new one. A delivery in flight is sent again (at least once). */
     ingest_set_on_commit(d->ingest, NULL, NULL);
+    admin_set_delivery(d->admin, NULL);   /* keeps the old engine's counters */
     delivery_free(d->delivery);
     d->delivery = NULL;
     if (start_delivery(d))
         failed++;
+    admin_set_delivery(d->admin, d->delivery);
+    if (d->admin)
+        admin_reload(d->admin);           /* the token file, read again */
     config_free(&old);
     apply_logging(&d->cfg, d->force_syslog);
     config_log_summary(&d->cfg, "config reloaded");
@@ -399,6 +414,17 @@ static int run(struct daemon *d)
         log_error("daemon", "cannot start: a source failed to start", NULL);
         goto out;
     }
+    if (d->cfg.broker.admin.enabled) {
+        char aerr[512] = "";
+        struct admin_opts ao = {
+            .base = d->base, .cfg = &d->cfg, .store = d->store, .ingest = d->ingest,
+            .sources = d->sources, .delivery = d->delivery,
+        };
+        if (admin_new(&ao, &d->admin, aerr, sizeof aerr)) {
+            log_error("daemon", "cannot start: the admin API did not start", "error=%s", aerr);
+            goto out;
+        }
+    }
     log_info("daemon", "running", "pid=%ld data_dir=%s sources=%zu map_bytes=%llu",
              (long)getpid(), d->data_dir, sources_count(d->sources),
              (unsigned long long)store_map_size(d->store));
@@ -414,6 +440,8 @@ static int run(struct daemon *d)
              (unsigned long long)st.duplicates, (unsigned long long)st.refused,
              (unsigned long long)st.failed, (unsigned long long)st.commits);
 out:
+    admin_free(d->admin);
+    d->admin = NULL;
     if (d->ingest)
         ingest_flush(d->ingest);   /* commit what is left (replies go to live sources) */
     sources_free(d->sources);

@@ -66,6 +66,14 @@ struct item {
     char              *reason;       /* refusals */
     enum ingest_outcome outcome;
     uint64_t           id;
+    uint8_t            refusal;      /* enum ingest_refusal */
+    struct timespec    t0;           /* receipt (monotonic): the ingest latency */
+};
+
+/* A source's counters (ingest_get_source_stats). */
+struct src_stats {
+    char                      *name;
+    struct ingest_source_stats st;
 };
 
 struct ingest {
@@ -83,6 +91,8 @@ struct ingest {
     int               (*hook_write)(void *ctx, struct store_txn *t);
     void              (*hook_done)(void *ctx, bool written);
     void               *hook_ctx;
+    struct src_stats   *srcs;
+    size_t              n_srcs;
 };
 
 static uint64_t now_ms(void)
@@ -145,6 +155,7 @@ int ingest_new(struct event_base *base, struct store *store, struct ingest **out
     in->base = base;
     in->store = store;
     in->tail = &in->head;
+    metrics_hist_init_batch(&in->stats.batch_size);
     /* Sets the priorities every later event is created with (the default
        is the middle one, PRIO_IO). Done before any other event exists. */
     event_base_priority_init(base, 3);
@@ -169,6 +180,9 @@ void ingest_free(struct ingest *in)
     }
     if (in->commit_ev)
         event_free(in->commit_ev);
+    for (size_t i = 0; i < in->n_srcs; i++)
+        free(in->srcs[i].name);
+    free(in->srcs);
     free(in);
 }
 
@@ -273,6 +287,81 @@ void ingest_get_stats(const struct ingest *in, struct ingest_stats *s)
     *s = in->stats;
 }
 
+const char *ingest_refusal_name(enum ingest_refusal r)
+{
+    switch (r) {
+    case INGEST_REFUSAL_NOT_HL7:       return "not_hl7";
+    case INGEST_REFUSAL_NO_CONTROL_ID: return "no_control_id";
+    case INGEST_REFUSAL_VERSION:       return "version";
+    case INGEST_REFUSAL_PROCESSING_ID: return "processing_id";
+    case INGEST_REFUSAL_TOO_LARGE:     return "too_large";
+    case INGEST_REFUSAL_COUNT:         break;
+    }
+    return "other";
+}
+
+static struct src_stats *src_stats_find(const struct ingest *in, const char *name)
+{
+    for (size_t i = 0; i < in->n_srcs; i++)
+        if (strcmp(in->srcs[i].name, name) == 0)
+            return &in->srcs[i];
+    return NULL;
+}
+
+/* The counters of source name, made on first use; NULL without memory
+ * (the message then goes uncounted: counting never fails a message). */
+static struct src_stats *src_stats_get(struct ingest *in, const char *name)
+{
+    struct src_stats *s = src_stats_find(in, name);
+    if (s)
+        return s;
+    s = realloc(in->srcs, (in->n_srcs + 1) * sizeof *s);
+    if (!s)
+        return NULL;
+    in->srcs = s;
+    s = &in->srcs[in->n_srcs];
+    memset(s, 0, sizeof *s);
+    if (!(s->name = strdup(name)))
+        return NULL;
+    metrics_hist_init_latency(&s->st.latency);
+    in->n_srcs++;
+    return s;
+}
+
+void ingest_get_source_stats(const struct ingest *in, const char *source,
+                             struct ingest_source_stats *s)
+{
+    const struct src_stats *ss = source ? src_stats_find(in, source) : NULL;
+    if (ss) {
+        *s = ss->st;
+        return;
+    }
+    memset(s, 0, sizeof *s);
+    metrics_hist_init_latency(&s->latency);
+}
+
+static void count_item(struct ingest *in, const struct item *it, bool ok)
+{
+    struct src_stats *ss = src_stats_get(in, it->source);
+    if (!ss)
+        return;
+    struct ingest_source_stats *st = &ss->st;
+    st->received++;
+    st->bytes += it->total_len;
+    if (!ok || it->outcome == INGEST_FAILED)
+        st->failed++;
+    else if (it->outcome == INGEST_ACCEPTED)
+        st->accepted++, st->transform_errors += it->state == STORE_MSG_ERROR;
+    else if (it->outcome == INGEST_DUPLICATE)
+        st->duplicates++;
+    else
+        st->refused[it->refusal < INGEST_REFUSAL_COUNT ? it->refusal : INGEST_REFUSAL_NOT_HL7]++;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double secs = (double)(now.tv_sec - it->t0.tv_sec) + (now.tv_nsec - it->t0.tv_nsec) / 1e9;
+    metrics_hist_observe(&st->latency, secs);
+}
+
 /* Queue an item and make sure a commit will follow. */
 static void enqueue(struct ingest *in, struct item *it)
 {
@@ -301,6 +390,7 @@ static struct item *item_new(const struct ingest_origin *o, const char *bytes, s
     it->fn = fn;
     it->ctx = ctx;
     it->received_ms = now_ms();
+    clock_gettime(CLOCK_MONOTONIC, &it->t0);
     it->raw = malloc(len ? len : 1);
     it->raw_len = len;
     it->total_len = len;
@@ -323,6 +413,10 @@ static int make_refusal(struct item *it, const struct hl7_msg *msg, enum hl7_ack
 {
     it->kind = ITEM_REFUSAL;
     it->outcome = INGEST_REFUSED;
+    it->refusal = hl7_code == 101 ? INGEST_REFUSAL_NO_CONTROL_ID :
+                  hl7_code == 203 ? INGEST_REFUSAL_VERSION :
+                  hl7_code == 202 ? INGEST_REFUSAL_PROCESSING_ID :
+                  hl7_code == 207 ? INGEST_REFUSAL_TOO_LARGE : INGEST_REFUSAL_NOT_HL7;
     enum hl7_ack_code code = hl7_ack_code_for(msg, kind);
     it->ack_code = hl7_ack_code_str(code);
     it->reason = strdup(err->text);
@@ -632,9 +726,11 @@ static void commit_now(struct ingest *in)
     bool ok = rc == 0;
     if (in->hook_done)
         in->hook_done(in->hook_ctx, hooked);
+    in->stats.last_commit_failed = !ok;
     if (ok) {
         in->stats.commits++;
         in->stats.committed_msgs += n;
+        metrics_hist_observe(&in->stats.batch_size, (double)n);
     } else {
         in->n = n;   /* for the log line */
         fail_batch(in, head, rc);
@@ -651,6 +747,7 @@ static void commit_now(struct ingest *in)
             else
                 in->stats.refused++;
         }
+        count_item(in, it, ok);
         struct ingest_reply r = {
             .outcome = it->outcome, .ack = it->ack.p, .ack_len = it->ack.len,
             .committed = ok && it->kind == ITEM_MESSAGE,

@@ -183,6 +183,14 @@ size_t sources_count(const struct sources *s)
     return s->n;
 }
 
+const struct adapter *sources_find(const struct sources *s, const char *name)
+{
+    for (size_t i = 0; s && name && i < s->n; i++)
+        if (strcmp(s->v[i].name, name) == 0)
+            return s->v[i].a;
+    return NULL;
+}
+
 void sources_free(struct sources *s)
 {
     if (!s)

@@ -1590,3 +1590,59 @@ out:
     }
     return rc;
 }
+
+int store_dead_count(struct store *s, uint32_t dest_id, uint64_t *n)
+{
+    MDB_txn *txn;
+    MDB_cursor *c = NULL;
+    uint8_t kb[12];
+    MDB_val k = { 12, kb }, v;
+    uint64_t count = 0;
+    outbox_key(kb, dest_id, 0);
+    int rc = begin_read(s, &txn);
+    if (rc)
+        return rc;
+    if ((rc = mdb_cursor_open(txn, s->dbi[DB_DEAD], &c))) {
+        rc = fail(s, rc, "dead");
+        goto out;
+    }
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != 12 || get_be32(k.mv_data) != dest_id)
+            break;
+        count++;
+    }
+    if (rc && rc != MDB_NOTFOUND) {
+        rc = fail(s, rc, "dead");
+        goto out;
+    }
+    rc = 0;
+out:
+    if (c)
+        mdb_cursor_close(c);
+    mdb_txn_abort(txn);
+    if (!rc && n)
+        *n = count;
+    return rc;
+}
+
+int store_env_stats(struct store *s, struct store_env_stats *st)
+{
+    MDB_envinfo info;
+    MDB_stat ms;
+    int rc = ensure_env(s);
+    if (rc)
+        return rc;
+    if ((rc = mdb_env_info(s->env, &info)) || (rc = mdb_env_stat(s->env, &ms)))
+        return fail(s, rc, "cannot read the environment's statistics");
+    uint64_t page = ms.ms_psize ? ms.ms_psize : 4096;
+    uint64_t total = (uint64_t)info.me_mapsize / page;
+    uint64_t used = (uint64_t)info.me_last_pgno + 1;
+    *st = (struct store_env_stats){
+        .map_bytes = (uint64_t)info.me_mapsize, .map_max = s->map_max,
+        .page_bytes = page, .pages_total = total, .pages_used = used > total ? total : used,
+        .pages_free = used > total ? 0 : total - used,
+        .readers = info.me_numreaders, .max_readers = info.me_maxreaders,
+    };
+    return 0;
+}

@@ -83,6 +83,7 @@ struct config_admin {
     bool  enabled;
     char *listen;        /* host:port */
     char *token_file;    /* NULL: none configured */
+    struct config_tls_server *tls;   /* NULL: plain HTTP */
 };
 
 struct config_log {

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "metrics.h"
+
 struct adapter;
 
 /* One message for one destination, as handed to its adapter's send().
@@ -137,6 +139,8 @@ struct delivery_dest_stats {
     bool     in_flight;          /* a delivery awaits its outcome */
     uint64_t next_attempt_ms;    /* the head is waiting to be retried then (0: not) */
     uint64_t delivered, retried, dead_lettered;
+    struct metrics_hist latency; /* seconds from the message's receipt to its
+                                    confirmed delivery (DELIVERY_OK written) */
 };
 int  delivery_get_stats(const struct delivery_engine *e, const char *dest,
                         struct delivery_dest_stats *st);

@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "metrics.h"
+
 struct event_base;
 struct store;
 
@@ -100,7 +102,35 @@ size_t ingest_pending(const struct ingest *in);
 struct ingest_stats {
     uint64_t accepted, duplicates, refused, failed;
     uint64_t commits, committed_msgs, map_grows;
+    struct metrics_hist batch_size;   /* messages per successful commit */
+    bool     last_commit_failed;      /* the latest commit attempt failed */
 };
 void ingest_get_stats(const struct ingest *in, struct ingest_stats *s);
+
+/* Why a message was refused (the metrics' reason label). */
+enum ingest_refusal {
+    INGEST_REFUSAL_NOT_HL7,         /* does not parse: no readable MSH */
+    INGEST_REFUSAL_NO_CONTROL_ID,   /* MSH-10 empty */
+    INGEST_REFUSAL_VERSION,         /* MSH-12 not supported */
+    INGEST_REFUSAL_PROCESSING_ID,   /* MSH-11 not P, D or T */
+    INGEST_REFUSAL_TOO_LARGE,       /* over max_message_bytes */
+    INGEST_REFUSAL_COUNT,
+};
+/* "not_hl7", "no_control_id", "version", "processing_id", "too_large". */
+const char *ingest_refusal_name(enum ingest_refusal r);
+
+/* One source's counters since start, counted when each message's reply
+ * is made (after its commit). received = accepted + duplicates + failed +
+ * the refused of every reason. */
+struct ingest_source_stats {
+    uint64_t received, accepted, duplicates, failed, bytes;
+    uint64_t refused[INGEST_REFUSAL_COUNT];
+    uint64_t transform_errors;         /* accepted, but a route's transform failed */
+    struct metrics_hist latency;       /* seconds from receipt to the reply (ACK) */
+};
+/* The counters of the source named source. A source that has sent
+ * nothing yet gets zeroes (and an empty latency histogram). */
+void ingest_get_source_stats(const struct ingest *in, const char *source,
+                             struct ingest_source_stats *s);
 
 #endif

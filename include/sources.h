@@ -31,6 +31,12 @@ bool sources_busy(const struct sources *s);
 /* How many are running. */
 size_t sources_count(const struct sources *s);
 
+/* The running source named name (its adapter: name, type, stats), or
+ * NULL when it is not running (never started, failed, or removed). Valid
+ * until the next apply or free. */
+struct adapter;
+const struct adapter *sources_find(const struct sources *s, const char *name);
+
 void sources_free(struct sources *s);
 
 #endif

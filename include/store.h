@@ -265,4 +265,20 @@ int store_outbox_dead(struct store_txn *t, uint32_t dest_id, uint64_t seq,
  * pointer may be NULL. Committed data only. */
 int store_outbox_depth(struct store *s, uint32_t dest_id, uint64_t *n, uint64_t *oldest_ms);
 
+/* ------------------------------------------------------------ metrics */
+
+/* Entries in dest_id's dead letters (committed data only). */
+int store_dead_count(struct store *s, uint32_t dest_id, uint64_t *n);
+
+/* The environment's size: the map (bytes, and its growth ceiling), pages
+ * of page_bytes in it, those written up to the highest one in use
+ * (pages_used; LMDB's free list inside them is not counted apart) and
+ * those never yet used (pages_free: room before the map must grow). */
+struct store_env_stats {
+    uint64_t map_bytes, map_max, page_bytes;
+    uint64_t pages_total, pages_used, pages_free;
+    unsigned readers, max_readers;
+};
+int store_env_stats(struct store *s, struct store_env_stats *st);
+
 #endif

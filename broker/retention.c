@@ -9,6 +9,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <time.h>
 
 #include "log.h"
@@ -26,11 +27,12 @@ struct retention {
     struct store           *store;
     struct config_retention cfg;
     struct event           *timer;
-    struct event           *step_ev;    /* lowest priority: the next step */
+    struct event           *step_ev;    /* a timer at the lowest priority: the next step */
     enum phase              phase;
     struct store_prune     *prune;
     uint64_t                started_ms, msg_cutoff, err_cutoff;
     struct store_prune_counts counts;
+    uint64_t                last_step_us;   /* 0 after a read-only step */
     struct retention_stats  stats;
 };
 
@@ -62,9 +64,18 @@ static void end_run(struct retention *r)
     arm_timer(r);
 }
 
+/* The next step waits for the next loop iteration: a timer due now is
+ * made active only after the loop has polled for input again (an
+ * event_active here would run in this same pass of the active queue,
+ * step after step, and starve reading and writing sockets). */
 static void next_step(struct retention *r)
 {
-    event_active(r->step_ev, 0, 0);
+    /* A pause twice as long as the last write step: the pruner takes at
+     * most a third of the loop's time, and a message arriving mid-step
+     * waits for one step at most. */
+    uint64_t us = 2 * r->last_step_us;
+    struct timeval tv = { (time_t)(us / 1000000), (suseconds_t)(us % 1000000) };
+    evtimer_add(r->step_ev, &tv);
 }
 
 /* One write transaction: a prune step, or the audit record. */
@@ -99,6 +110,7 @@ static int write_step(struct retention *r, bool *done)
     if ((rc = store_commit(t)))
         return rc;
     uint64_t us = mono_us() - t0;
+    r->last_step_us = us;
     r->stats.steps++;
     if (us > r->stats.max_step_us)
         r->stats.max_step_us = us;
@@ -112,6 +124,7 @@ static void step_cb(evutil_socket_t fd, short what, void *arg)
     int rc = 0;
     (void)fd;
     (void)what;
+    r->last_step_us = 0;
     if (r->phase == PH_SCAN) {
         rc = store_prune_scan(r->prune, SCAN_STEP, &done);
         if (!rc && done)
@@ -208,7 +221,7 @@ int retention_new(struct event_base *base, struct store *s,
         event_base_priority_init(base, 3);
     int low = event_base_get_npriorities(base) - 1;
     r->timer = evtimer_new(base, timer_cb, r);
-    r->step_ev = event_new(base, -1, 0, step_cb, r);
+    r->step_ev = evtimer_new(base, step_cb, r);
     if (!r->timer || !r->step_ev || event_priority_set(r->step_ev, low)) {
         retention_free(r);
         return -1;

@@ -74,4 +74,6 @@ echo "batch_oru.hl7: C splits the batch and parses each message; python-hl7 uses
 if [ -n "${INGEST_BUILD:-}" ]; then
     echo
     sh "$here/ingest.sh" "$INGEST_BUILD"
+    echo
+    sh "$here/prune.sh" "$INGEST_BUILD"
 fi

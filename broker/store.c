@@ -1791,7 +1791,8 @@ static int refs_add(struct store_prune *p, uint64_t id)
         p->ids = n;
         p->cap = cap;
     }
-    memmove(p->ids + at + 1, p->ids + at, (p->n - at) * sizeof *p->ids);
+    if (at < p->n)
+        memmove(p->ids + at + 1, p->ids + at, (p->n - at) * sizeof *p->ids);
     p->ids[at] = id;
     p->n++;
     return 0;
@@ -1865,7 +1866,8 @@ int store_prune_scan(struct store_prune *p, size_t max, bool *done)
         c = NULL;
     }
     if (p->scan_db >= 2) {
-        qsort(p->ids, p->n, sizeof *p->ids, cmp_u64);
+        if (p->n)
+            qsort(p->ids, p->n, sizeof *p->ids, cmp_u64);
         size_t w = 0;
         for (size_t i = 0; i < p->n; i++)
             if (w == 0 || p->ids[w - 1] != p->ids[i])

@@ -54,6 +54,7 @@ BENCH_BIN := $(BUILD)/test/bench_hl7
 # commit probe, at the tree's normal -O2.
 MLLP_LOAD   := $(BUILD)/test/mllp_load
 LMDB_COMMIT := $(BUILD)/test/lmdb_commit
+PRUNE_FILL  := $(BUILD)/test/prune_fill
 
 .PHONY: all deps deps-fuzz test run bench fuzz install clean check-config
 # Keep test and tool objects between runs (they are intermediate files).
@@ -104,6 +105,10 @@ $(MLLP_LOAD): $(BUILD)/test/bench/mllp_load.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
+$(PRUNE_FILL): $(BUILD)/test/bench/prune_fill.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
 $(LMDB_COMMIT): $(BUILD)/test/bench/lmdb_commit.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -llmdb
@@ -123,7 +128,7 @@ bench: deps
 	@CFLAGS="-O3 -g -march=native" $(MAKE) --no-print-directory SANITIZER= \
 	    BUILD=build/bench build/bench/test/bench_hl7
 	@$(MAKE) --no-print-directory SANITIZER= all build/default/test/mllp_load \
-	    build/default/test/lmdb_commit
+	    build/default/test/lmdb_commit build/default/test/prune_fill
 	@INGEST_BUILD=build/default sh test/bench/run.sh build/bench/test/bench_hl7
 
 # libFuzzer builds with clang, in a tree of their own. New inputs collect

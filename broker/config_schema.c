@@ -150,6 +150,58 @@ static const struct config_section broker_section = {
     .size = sizeof(struct config_broker),
 };
 
+/* ----------------------------------------------------------- retention */
+
+#define DAY_MS (86400ull * 1000)
+/* Ten years: anything longer is a typo for "forever" (0). */
+#define RETENTION_MAX_DAYS 3650
+
+uint64_t config_retention_delivered_ms(const struct config_retention *r)
+{
+    return r->delivered_seconds ? (uint64_t)r->delivered_seconds * 1000
+                                : (uint64_t)r->delivered_days * DAY_MS;
+}
+
+uint64_t config_retention_errors_ms(const struct config_retention *r)
+{
+    return r->errors_seconds ? (uint64_t)r->errors_seconds * 1000
+                             : (uint64_t)r->errors_days * DAY_MS;
+}
+
+static void retention_check(struct config_ctx *ctx, void *obj, const config_setting_t *s,
+                            const char *path)
+{
+    const struct config_retention *r = obj;
+    if (r->delivered_days && r->delivered_seconds)
+        config_report(ctx, s, path, "delivered_seconds",
+                      "give delivered_days or delivered_seconds, not both");
+    if (r->errors_days && r->errors_seconds)
+        config_report(ctx, s, path, "errors_seconds",
+                      "give errors_days or errors_seconds, not both");
+}
+
+static const struct config_row retention_rows[] = {
+    ROW_INT(struct config_retention, delivered_days, ROW_SUM, 0, 0, RETENTION_MAX_DAYS,
+        "days a message is kept once delivered to every destination (or routed nowhere); "
+        "0: forever. Queued and dead-lettered messages are never pruned"),
+    ROW_INT(struct config_retention, errors_days, ROW_SUM, 0, 0, RETENTION_MAX_DAYS,
+        "days a message refused at ingest is kept in the error store; 0: forever"),
+    ROW_INT(struct config_retention, delivered_seconds, 0, 0, 0, 86400LL * RETENTION_MAX_DAYS,
+        "delivered_days in seconds, for tests and short-lived stores (not with delivered_days)"),
+    ROW_INT(struct config_retention, errors_seconds, 0, 0, 0, 86400LL * RETENTION_MAX_DAYS,
+        "errors_days in seconds, for tests (not with errors_days)"),
+    ROW_INT(struct config_retention, interval_seconds, 0, 600, 1, 86400,
+        "how often the pruner runs"),
+    ROW_END
+};
+
+static const struct config_section retention_section = {
+    .name = "retention",
+    .rows = retention_rows,
+    .size = sizeof(struct config_retention),
+    .check = retention_check,
+};
+
 /* -------------------------------------------------------------- tables */
 
 static const struct config_row table_rows[] = {
@@ -453,6 +505,8 @@ static void root_check(struct config_ctx *ctx, void *obj,
 
 static const struct config_row root_rows[] = {
     ROW_GROUP(struct config, broker, 0, &broker_section, "the broker itself"),
+    ROW_GROUP(struct config, retention, 0, &retention_section,
+         "how long delivered messages and refused ones are kept (audit records: always)"),
     ROW_LIST(struct config, tables, n_tables, &table_section,
          "lookup tables for transforms"),
     ROW_LIST(struct config, sources, n_sources, &source_section,

@@ -22,6 +22,7 @@
 #include "delivery.h"
 #include "ingest.h"
 #include "log.h"
+#include "retention.h"
 #include "route.h"
 #include "sources.h"
 #include "store.h"
@@ -45,6 +46,7 @@ struct daemon {
     struct router     *router;       /* the running config's routes */
     struct delivery_engine *delivery; /* the running config's destinations */
     struct admin      *admin;        /* NULL when broker.admin.enabled is false */
+    struct retention  *retention;    /* the pruner */
     struct event      *ev_drain;     /* shutdown: waits for ACKs to be written */
     struct timespec    drain_deadline;
     bool               stopping;
@@ -308,6 +310,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     admin_set_delivery(d->admin, d->delivery);
     if (d->admin)
         admin_reload(d->admin);           /* the token file, read again */
+    retention_set_config(d->retention, &d->cfg.retention);
     config_free(&old);
     apply_logging(&d->cfg, d->force_syslog);
     config_log_summary(&d->cfg, "config reloaded");
@@ -398,6 +401,10 @@ static int run(struct daemon *d)
     ingest_set_router(d->ingest, d->router);
     if (start_delivery(d))
         goto out;
+    if (retention_new(d->base, d->store, &d->cfg.retention, &d->retention)) {
+        log_error("daemon", "out of memory", NULL);
+        goto out;
+    }
     if (!(d->sources = sources_new(d->base, d->ingest))) {
         log_error("daemon", "out of memory", NULL);
         goto out;
@@ -448,6 +455,7 @@ out:
     if (d->ingest)
         ingest_set_on_commit(d->ingest, NULL, NULL);
     delivery_free(d->delivery);
+    retention_free(d->retention);
     ingest_free(d->ingest);
     router_free(d->router);
     store_close(d->store);

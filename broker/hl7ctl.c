@@ -208,11 +208,13 @@ static int cmd_parse(int argc, char **argv)
 
 int cmd_send(int argc, char **argv);   /* ctl_send.c */
 int cmd_route_test(int argc, char **argv);   /* ctl_route.c */
+int cmd_audit(int argc, char **argv);        /* ctl_audit.c */
 
 static const struct command commands[] = {
     { "parse", cmd_parse, "print HL7 v2 messages as a tree of paths and values" },
     { "send", cmd_send, "send HL7 v2 messages over MLLP (or TLS) and print each ACK" },
     { "route-test", cmd_route_test, "run a config's routes on messages: what matches, why not, the bytes sent" },
+    { "audit", cmd_audit, "verify the audit log's hash chain, or print its last records" },
 };
 
 static void usage(FILE *f)

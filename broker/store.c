@@ -57,6 +57,7 @@ struct store {
     MDB_dbi  dbi[DB_COUNT];
     char    *dir;
     uint64_t map_size, map_max;
+    bool     read_only;
     /* Next ids, advanced as records are written; a failed or aborted
      * transaction puts them back. */
     uint64_t next_msg, next_err, next_audit;
@@ -474,11 +475,13 @@ static int load_counters(struct store *s, MDB_txn *txn)
 static int open_dbs(struct store *s)
 {
     MDB_txn *txn;
-    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    unsigned create = s->read_only ? 0 : MDB_CREATE;
+    int rc = mdb_txn_begin(s->env, NULL, s->read_only ? MDB_RDONLY : 0, &txn);
     if (rc)
         return fail(s, rc, "cannot begin the opening transaction");
-    if ((rc = mdb_dbi_open(txn, db_names[DB_META], MDB_CREATE, &s->dbi[DB_META]))) {
-        rc = fail(s, rc, "cannot open database meta");
+    if ((rc = mdb_dbi_open(txn, db_names[DB_META], create, &s->dbi[DB_META]))) {
+        rc = fail(s, rc, rc == MDB_NOTFOUND ? "not an hl7broker store (no database meta)"
+                                            : "cannot open database meta");
         goto out;
     }
     MDB_val k = { sizeof META_SCHEMA - 1, (void *)META_SCHEMA }, v;
@@ -500,6 +503,9 @@ static int open_dbs(struct store *s)
             rc = fail_code(s, STORE_E_CORRUPT, "meta schema_version is 0");
             goto out;
         }
+    } else if (rc == MDB_NOTFOUND && s->read_only) {
+        rc = fail_code(s, STORE_E_CORRUPT, "not an hl7broker store (no schema version)");
+        goto out;
     } else if (rc == MDB_NOTFOUND) {
         uint8_t ver[4];
         put_be32(ver, STORE_SCHEMA_VERSION);
@@ -515,7 +521,7 @@ static int open_dbs(struct store *s)
     for (int i = 0; i < DB_COUNT; i++) {
         if (i == DB_META)
             continue;
-        if ((rc = mdb_dbi_open(txn, db_names[i], MDB_CREATE, &s->dbi[i]))) {
+        if ((rc = mdb_dbi_open(txn, db_names[i], create, &s->dbi[i]))) {
             char what[64];
             snprintf(what, sizeof what, "cannot open database %s", db_names[i]);
             rc = fail(s, rc, what);
@@ -550,7 +556,8 @@ static int open_env(struct store *s, uint64_t map)
         || (rc = mdb_env_set_mapsize(s->env, (size_t)map)))
         return fail(s, rc, "cannot configure the environment");
     /* Never MDB_NOSYNC, MDB_NOMETASYNC or MDB_MAPASYNC: a commit is durable. */
-    if ((rc = mdb_env_open(s->env, s->dir, MDB_NOTLS, 0600)))
+    if ((rc = mdb_env_open(s->env, s->dir, MDB_NOTLS | (s->read_only ? MDB_RDONLY : 0),
+                           0600)))
         return fail(s, rc, "cannot open the environment");
     /* Keep the size the store last ran with if that is larger (it grew). */
     MDB_envinfo info;
@@ -592,7 +599,8 @@ int store_open(const struct store_opts *o, struct store **out, char *detail, siz
     }
     s->txn.s = s;
     s->map_max = o->map_max;
-    if (mkdir(o->dir, 0700) && errno != EEXIST) {
+    s->read_only = o->read_only;
+    if (!s->read_only && mkdir(o->dir, 0700) && errno != EEXIST) {
         rc = fail(s, errno, "cannot create the directory");
         goto out;
     }
@@ -1081,17 +1089,24 @@ int store_count(struct store *s, const char *db, uint64_t *n)
     return 0;
 }
 
-int store_audit_verify(struct store *s, uint64_t *checked, uint64_t *bad)
+static void hex32(const uint8_t *h, char out[65])
+{
+    static const char x[] = "0123456789abcdef";
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = x[h[i] >> 4];
+        out[2 * i + 1] = x[h[i] & 15];
+    }
+    out[64] = '\0';
+}
+
+int store_audit_check(struct store *s, struct store_audit_report *r)
 {
     MDB_txn *txn;
     MDB_cursor *c = NULL;
     MDB_val k, v;
     uint8_t prev[HASH_LEN] = { 0 }, h[HASH_LEN];
-    uint64_t expect = 1, ok = 0, bad_seq = 0;
-    if (checked)
-        *checked = 0;
-    if (bad)
-        *bad = 0;
+    uint64_t expect = 1, ok = 0;
+    memset(r, 0, sizeof *r);
     int rc = begin_read(s, &txn);
     if (rc)
         return rc;
@@ -1102,56 +1117,186 @@ int store_audit_verify(struct store *s, uint64_t *checked, uint64_t *bad)
     for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(c, &k, &v, MDB_NEXT), expect++) {
         /* Sequence numbers run 1, 2, 3, ... with no gap. */
-        if (k.mv_size != 8 || get_be64(k.mv_data) != expect || dec_audit_shape(&v)) {
-            bad_seq = expect;
+        if (k.mv_size != 8) {
+            r->fault = STORE_AUDIT_BAD_RECORD;
+            snprintf(r->why, sizeof r->why, "a key of %zu bytes (8 expected) where record "
+                     "%llu should be", k.mv_size, (unsigned long long)expect);
+            break;
+        }
+        uint64_t seq = get_be64(k.mv_data);
+        if (seq != expect) {
+            r->fault = STORE_AUDIT_GAP;
+            snprintf(r->why, sizeof r->why, "record %llu is missing (the next present is "
+                     "%llu)", (unsigned long long)expect, (unsigned long long)seq);
+            break;
+        }
+        if (dec_audit_shape(&v)) {
+            r->fault = STORE_AUDIT_BAD_RECORD;
+            snprintf(r->why, sizeof r->why, "record %llu does not decode (%zu bytes): its "
+                     "format byte or a length was changed", (unsigned long long)seq,
+                     v.mv_size);
             break;
         }
         if ((rc = chain_hash(prev, v.mv_data, v.mv_size - HASH_LEN, h)))
             goto out;
         if (memcmp(h, (uint8_t *)v.mv_data + v.mv_size - HASH_LEN, HASH_LEN)) {
-            bad_seq = expect;
+            char want[65], have[65];
+            hex32(h, want);
+            hex32((uint8_t *)v.mv_data + v.mv_size - HASH_LEN, have);
+            r->fault = STORE_AUDIT_HASH;
+            snprintf(r->why, sizeof r->why, "record %llu: content hash mismatch: stored "
+                     "%.16s..., SHA-256(previous hash || content) is %.16s... (this record "
+                     "was changed, or the one before it rewritten with a fresh hash)",
+                     (unsigned long long)seq, have, want);
             break;
         }
         memcpy(prev, h, HASH_LEN);
         ok++;
     }
-    if (rc && rc != MDB_NOTFOUND) {
+    if (rc && rc != MDB_NOTFOUND && !r->fault) {
         rc = fail(s, rc, "audit");
         goto out;
     }
     rc = 0;
-    if (!bad_seq) {
-        /* The head names the last record: records missing from the end, or
-         * added after it, show here. */
-        MDB_val hk = { sizeof META_AUDIT_HEAD - 1, (void *)META_AUDIT_HEAD }, hv;
-        uint64_t head_seq = 0;
-        int r2 = mdb_get(txn, s->dbi[DB_META], &hk, &hv);
-        if (r2 == 0 && hv.mv_size == 8 + HASH_LEN)
-            head_seq = get_be64(hv.mv_data);
-        else if (r2 == 0)
-            head_seq = UINT64_MAX;
-        else if (r2 != MDB_NOTFOUND) {
-            rc = fail(s, r2, "meta audit_head");
-            goto out;
-        }
-        if (head_seq != ok)
-            bad_seq = head_seq > ok ? ok + 1 : head_seq + 1;
-        else if (ok && memcmp((uint8_t *)hv.mv_data + 8, prev, HASH_LEN))
-            bad_seq = ok--;
+    /* The head names the last record: records missing from the end, or
+     * added after it, show here. */
+    MDB_val hk = { sizeof META_AUDIT_HEAD - 1, (void *)META_AUDIT_HEAD }, hv;
+    int r2 = mdb_get(txn, s->dbi[DB_META], &hk, &hv);
+    if (r2 == 0 && hv.mv_size == 8 + HASH_LEN)
+        r->head_seq = get_be64(hv.mv_data);
+    else if (r2 == 0)
+        r->head_seq = UINT64_MAX;
+    else if (r2 != MDB_NOTFOUND) {
+        rc = fail(s, r2, "meta audit_head");
+        goto out;
     }
-    if (bad_seq) {
-        snprintf(s->err, sizeof s->err, "store %s: the audit chain breaks at record %llu",
-                 s->dir, (unsigned long long)bad_seq);
+    if (r->fault) {
+        r->bad_seq = expect;
+    } else if (r->head_seq == UINT64_MAX) {
+        r->fault = STORE_AUDIT_HEAD;
+        r->bad_seq = ok + 1;
+        snprintf(r->why, sizeof r->why, "the head in meta (audit_head) has the wrong size");
+    } else if (r->head_seq > ok) {
+        r->fault = STORE_AUDIT_GAP;
+        r->bad_seq = ok + 1;
+        snprintf(r->why, sizeof r->why, "records %llu to %llu are missing (the head in meta "
+                 "names %llu as the last)", (unsigned long long)ok + 1,
+                 (unsigned long long)r->head_seq, (unsigned long long)r->head_seq);
+    } else if (r->head_seq < ok) {
+        r->fault = STORE_AUDIT_HEAD;
+        r->bad_seq = r->head_seq + 1;
+        snprintf(r->why, sizeof r->why, "record %llu and after were added beyond the head in "
+                 "meta (which names %llu as the last)", (unsigned long long)r->head_seq + 1,
+                 (unsigned long long)r->head_seq);
+    } else if (ok && memcmp((uint8_t *)hv.mv_data + 8, prev, HASH_LEN)) {
+        r->fault = STORE_AUDIT_HEAD;
+        r->bad_seq = ok--;
+        snprintf(r->why, sizeof r->why, "record %llu: previous-hash mismatch: its hash is not "
+                 "the one the head in meta keeps (the record was rewritten with a fresh "
+                 "hash)", (unsigned long long)r->bad_seq);
+    }
+    r->checked = ok;
+    if (r->fault) {
+        snprintf(s->err, sizeof s->err, "store %s: the audit chain breaks at record %llu: %s",
+                 s->dir, (unsigned long long)r->bad_seq, r->why);
         rc = STORE_E_CORRUPT;
     }
 out:
     if (c)
         mdb_cursor_close(c);
     mdb_txn_abort(txn);
+    return rc;
+}
+
+int store_audit_verify(struct store *s, uint64_t *checked, uint64_t *bad)
+{
+    struct store_audit_report r;
+    int rc = store_audit_check(s, &r);
     if (checked)
-        *checked = ok;
+        *checked = rc == 0 || rc == STORE_E_CORRUPT ? r.checked : 0;
     if (bad)
-        *bad = bad_seq;
+        *bad = rc == STORE_E_CORRUPT ? r.bad_seq : 0;
+    return rc;
+}
+
+/* One audit value's strings, NUL-terminated, into buf (grown as needed). */
+static int audit_decode(const MDB_val *v, struct store_audit *a, char **buf, size_t *cap)
+{
+    struct dec d = { v->mv_data, v->mv_size >= HASH_LEN ? v->mv_size - HASH_LEN : 0 };
+    const uint8_t *sp[AUDIT_NSTR];
+    size_t sl[AUDIT_NSTR], need = 0;
+    memset(a, 0, sizeof *a);
+    if (dec_audit_shape(v) || dec_format(&d) || dec_u64(&d, &a->time_ms))
+        return STORE_E_CORRUPT;
+    for (int i = 0; i < AUDIT_NSTR; i++) {
+        if (dec_str(&d, &sp[i], &sl[i]))
+            return STORE_E_CORRUPT;
+        need += sl[i] + 1;
+    }
+    if (need > *cap) {
+        char *n = realloc(*buf, need);
+        if (!n)
+            return STORE_E_NOMEM;
+        *buf = n;
+        *cap = need;
+    }
+    const char **slot[AUDIT_NSTR] = { &a->actor, &a->action, &a->subject, &a->outcome,
+                                      &a->details };
+    char *p = *buf;
+    for (int i = 0; i < AUDIT_NSTR; i++) {
+        if (sl[i])
+            memcpy(p, sp[i], sl[i]);
+        p[sl[i]] = '\0';
+        *slot[i] = p;
+        p += sl[i] + 1;
+    }
+    return 0;
+}
+
+int store_audit_tail(struct store *s, uint64_t n, store_audit_fn fn, void *ctx)
+{
+    MDB_txn *txn;
+    MDB_cursor *c = NULL;
+    MDB_val k, v;
+    char *buf = NULL;
+    size_t cap = 0;
+    static const uint8_t zero[HASH_LEN];
+    int rc = begin_read(s, &txn);
+    if (rc)
+        return rc;
+    if ((rc = mdb_cursor_open(txn, s->dbi[DB_AUDIT], &c))) {
+        rc = fail(s, rc, "audit");
+        goto out;
+    }
+    /* Step back n records from the end, then walk forward. */
+    rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+    for (uint64_t i = 1; rc == 0 && (n == 0 || i < n); i++)
+        rc = mdb_cursor_get(c, &k, &v, MDB_PREV);
+    if (rc == MDB_NOTFOUND)
+        rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    for (; rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        struct store_audit a;
+        uint64_t seq = k.mv_size == 8 ? get_be64(k.mv_data) : 0;
+        int d = audit_decode(&v, &a, &buf, &cap);
+        if (d == STORE_E_NOMEM) {
+            rc = d;
+            goto out;
+        }
+        if (d) {
+            a = (struct store_audit){ 0, "(undecodable)", "(undecodable)", "(undecodable)",
+                                      "(undecodable)", "(undecodable)" };
+        }
+        const uint8_t *h = v.mv_size >= HASH_LEN ? (uint8_t *)v.mv_data + v.mv_size - HASH_LEN
+                                                 : zero;
+        if ((rc = fn(ctx, seq, &a, h)))
+            goto out;
+    }
+    rc = rc == MDB_NOTFOUND ? 0 : fail(s, rc, "audit");
+out:
+    free(buf);
+    if (c)
+        mdb_cursor_close(c);
+    mdb_txn_abort(txn);
     return rc;
 }
 
@@ -1645,4 +1790,399 @@ int store_env_stats(struct store *s, struct store_env_stats *st)
         .readers = info.me_numreaders, .max_readers = info.me_maxreaders,
     };
     return 0;
+}
+
+/* ------------------------------------------------------------ retention */
+
+struct store_prune {
+    struct store *s;
+    uint64_t     *ids;          /* msg ids the outbox or dead letters name */
+    size_t        n, cap;
+    bool          sorted;       /* after the scan: kept sorted from then on */
+    uint64_t     *last[2];      /* per dest id: the highest outbox / dead seq seen */
+    size_t        ndest;        /* entries in last[0] and last[1] */
+    int           scan_db;      /* 0 outbox, 1 dead, 2 scan done */
+    uint8_t       resume[12];   /* the scan goes on from this key */
+    uint64_t      next_msg, next_err;
+};
+
+int store_prune_new(struct store *s, struct store_prune **out)
+{
+    struct store_prune *p = calloc(1, sizeof *p);
+    *out = NULL;
+    if (!p)
+        return STORE_E_NOMEM;
+    p->s = s;
+    p->next_msg = p->next_err = 1;
+    *out = p;
+    return 0;
+}
+
+void store_prune_free(struct store_prune *p)
+{
+    if (!p)
+        return;
+    free(p->ids);
+    free(p->last[0]);
+    free(p->last[1]);
+    free(p);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Where id is, or would go, in the sorted ids. */
+static size_t refs_pos(const struct store_prune *p, uint64_t id)
+{
+    size_t lo = 0, hi = p->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (p->ids[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static bool refs_has(const struct store_prune *p, uint64_t id)
+{
+    size_t i = refs_pos(p, id);
+    return i < p->n && p->ids[i] == id;
+}
+
+static int refs_add(struct store_prune *p, uint64_t id)
+{
+    size_t at = p->n;
+    if (p->sorted) {
+        at = refs_pos(p, id);
+        if (at < p->n && p->ids[at] == id)
+            return 0;
+    }
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 1024;
+        uint64_t *n = realloc(p->ids, cap * sizeof *n);
+        if (!n)
+            return STORE_E_NOMEM;
+        p->ids = n;
+        p->cap = cap;
+    }
+    if (at < p->n)
+        memmove(p->ids + at + 1, p->ids + at, (p->n - at) * sizeof *p->ids);
+    p->ids[at] = id;
+    p->n++;
+    return 0;
+}
+
+/* Remember seq as seen for dest in db (0 outbox, 1 dead). */
+static int refs_seen(struct store_prune *p, int db, uint32_t dest, uint64_t seq)
+{
+    if (dest >= p->ndest) {
+        size_t n = (size_t)dest + 16;
+        for (int i = 0; i < 2; i++) {
+            uint64_t *v = realloc(p->last[i], n * sizeof *v);
+            if (!v)
+                return STORE_E_NOMEM;
+            memset(v + p->ndest, 0, (n - p->ndest) * sizeof *v);
+            p->last[i] = v;
+        }
+        p->ndest = n;
+    }
+    if (seq > p->last[db][dest])
+        p->last[db][dest] = seq;
+    return 0;
+}
+
+/* An outbox or dead entry: dest + seq key, the msg id after the format byte. */
+static int refs_entry(struct store_prune *p, int db, const MDB_val *k, const MDB_val *v)
+{
+    if (k->mv_size != 12 || v->mv_size < 9)
+        return 0;   /* not ours to judge here; the delivery engine reports it */
+    int rc = refs_seen(p, db, get_be32(k->mv_data), get_be64((uint8_t *)k->mv_data + 4));
+    return rc ? rc : refs_add(p, get_be64((uint8_t *)v->mv_data + 1));
+}
+
+int store_prune_scan(struct store_prune *p, size_t max, bool *done)
+{
+    struct store *s = p->s;
+    MDB_txn *txn;
+    MDB_cursor *c = NULL;
+    size_t seen = 0;
+    *done = p->scan_db >= 2;
+    if (*done)
+        return 0;
+    int rc = begin_read(s, &txn);
+    if (rc)
+        return rc;
+    while (p->scan_db < 2 && (max == 0 || seen < max)) {
+        int db = p->scan_db == 0 ? DB_OUTBOX : DB_DEAD;
+        if ((rc = mdb_cursor_open(txn, s->dbi[db], &c))) {
+            rc = fail(s, rc, db_names[db]);
+            goto out;
+        }
+        MDB_val k = { 12, p->resume }, v;
+        for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0 && (max == 0 || seen < max);
+             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT), seen++)
+            if ((rc = refs_entry(p, p->scan_db, &k, &v)))
+                goto out;
+        if (rc == 0) {
+            /* stopped at max: go on after this key next time */
+            if (k.mv_size == 12) {
+                memcpy(p->resume, k.mv_data, 12);
+            }
+        } else if (rc == MDB_NOTFOUND) {
+            p->scan_db++;
+            memset(p->resume, 0, sizeof p->resume);
+        } else {
+            rc = fail(s, rc, db_names[db]);
+            goto out;
+        }
+        rc = 0;
+        mdb_cursor_close(c);
+        c = NULL;
+    }
+    if (p->scan_db >= 2) {
+        if (p->n)
+            qsort(p->ids, p->n, sizeof *p->ids, cmp_u64);
+        size_t w = 0;
+        for (size_t i = 0; i < p->n; i++)
+            if (w == 0 || p->ids[w - 1] != p->ids[i])
+                p->ids[w++] = p->ids[i];
+        p->n = w;
+        p->sorted = true;
+        *done = true;
+    }
+out:
+    if (c)
+        mdb_cursor_close(c);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+/* The number of destination ids handed out (meta dest_next - 1). */
+static int dest_count(struct store_txn *t, uint32_t *n)
+{
+    MDB_val k = { sizeof META_DEST_NEXT - 1, (void *)META_DEST_NEXT }, v;
+    int rc = mdb_get(t->txn, t->s->dbi[DB_META], &k, &v);
+    *n = 0;
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc)
+        return fail(t->s, rc, "meta dest_next");
+    if (v.mv_size == 4 && get_be32(v.mv_data) > 0)
+        *n = get_be32(v.mv_data) - 1;
+    return 0;
+}
+
+/* Outbox and dead entries written since the scan (or the last step), seen
+ * in this write transaction. */
+static int refs_refresh(struct store_txn *t, struct store_prune *p, uint32_t ndest)
+{
+    struct store *s = t->s;
+    for (int i = 0; i < 2; i++) {
+        int db = i == 0 ? DB_OUTBOX : DB_DEAD;
+        MDB_cursor *c;
+        int rc = mdb_cursor_open(t->txn, s->dbi[db], &c);
+        if (rc)
+            return fail(s, rc, db_names[db]);
+        for (uint32_t d = 1; d <= ndest; d++) {
+            uint8_t kb[12];
+            uint64_t last = d < p->ndest ? p->last[i][d] : 0;
+            outbox_key(kb, d, last + 1);
+            MDB_val k = { 12, kb }, v;
+            for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+                 rc == 0 && k.mv_size == 12 && get_be32(k.mv_data) == d;
+                 rc = mdb_cursor_get(c, &k, &v, MDB_NEXT))
+                if ((rc = refs_entry(p, i, &k, &v)))
+                    break;
+            if (rc && rc != MDB_NOTFOUND) {
+                mdb_cursor_close(c);
+                return rc < 0 && rc >= STORE_E_INVAL ? rc : fail(s, rc, db_names[db]);
+            }
+        }
+        mdb_cursor_close(c);
+    }
+    return 0;
+}
+
+/* Delete k from db when present; *gone says whether it was. */
+static int del_if(struct store_txn *t, int db, MDB_val *k, bool *gone)
+{
+    int rc = mdb_del(t->txn, t->s->dbi[db], k, NULL);
+    if (gone)
+        *gone = rc == 0;
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    return rc ? del(t, db, k) : 0;
+}
+
+/* Remove message id (value v, read before any delete) and what hangs on it. */
+static int prune_one(struct store_txn *t, MDB_cursor *c, uint64_t id, const MDB_val *v,
+                     uint32_t ndest, struct store_prune_counts *cnt)
+{
+    struct store *s = t->s;
+    struct dec d = { v->mv_data, v->mv_size };
+    uint64_t rec;
+    uint8_t state;
+    const uint8_t *sp[MSG_NSTR];
+    size_t sl[MSG_NSTR];
+    char *dkey = NULL;
+    size_t dlen = 0;
+    uint8_t pk[NHS_LEN + 8];
+    bool have_nhs = false;
+    int rc = 0;
+    bool ok = !dec_format(&d) && !dec_u64(&d, &rec) && !dec_u8(&d, &state);
+    for (int i = 0; ok && i < MSG_NSTR; i++)
+        ok = !dec_str(&d, &sp[i], &sl[i]);
+    if (ok) {
+        /* copied out: the deletes below may move the page */
+        char *src = strndup((const char *)sp[0], sl[0]);
+        if (!src)
+            return STORE_E_NOMEM;
+        dkey = store_dedup_key(src, (const char *)sp[8], sl[8], (const char *)sp[9], sl[9],
+                               (const char *)sp[7], sl[7], &dlen);
+        free(src);
+        if (!dkey)
+            return STORE_E_NOMEM;
+        if (sl[10] == NHS_LEN) {
+            memcpy(pk, sp[10], NHS_LEN);
+            have_nhs = true;
+            for (size_t i = 0; i < NHS_LEN; i++)
+                have_nhs = have_nhs && pk[i] >= '0' && pk[i] <= '9';
+            put_be64(pk + NHS_LEN, id);
+        }
+    }
+    if ((rc = mdb_cursor_del(c, 0))) {
+        free(dkey);
+        return t->failed = fail(s, rc, "cannot delete from messages");
+    }
+    if (have_nhs) {
+        MDB_val k = { sizeof pk, pk };
+        if ((rc = del_if(t, DB_BY_PATIENT, &k, NULL)))
+            goto out;
+    }
+    if (dkey) {
+        uint8_t tmp[DEDUP_KEY_MAX];
+        MDB_val k, dv;
+        if ((rc = dedup_db_key(dkey, dlen, tmp, &k))) {
+            rc = t->failed = fail_code(s, rc, "cannot hash a dedup key");
+            goto out;
+        }
+        rc = mdb_get(t->txn, s->dbi[DB_DEDUP], &k, &dv);
+        if (rc == 0 && dv.mv_size >= 8 && get_be64(dv.mv_data) == id)
+            rc = del_if(t, DB_DEDUP, &k, NULL);
+        else if (rc == MDB_NOTFOUND || rc == 0)
+            rc = 0;
+        else
+            rc = t->failed = fail(s, rc, "cannot read dedup");
+        if (rc)
+            goto out;
+    }
+    for (uint32_t dst = 1; dst <= ndest; dst++) {
+        uint8_t kb[12];
+        bool gone;
+        outbox_key(kb, dst, id);
+        MDB_val k = { 12, kb };
+        if ((rc = del_if(t, DB_PAYLOADS, &k, &gone)))
+            goto out;
+        cnt->payloads += gone;
+    }
+    cnt->messages++;
+out:
+    free(dkey);
+    return rc;
+}
+
+int store_prune_messages(struct store_txn *t, struct store_prune *p, uint64_t cutoff_ms,
+                         size_t max, struct store_prune_counts *cnt, bool *done)
+{
+    int rc = txn_check(t);
+    *done = false;
+    if (rc)
+        return rc;
+    struct store *s = t->s;
+    if (!p->sorted)
+        return fail_code(s, STORE_E_INVAL, "store_prune_messages before the scan is done");
+    uint32_t ndest;
+    if ((rc = dest_count(t, &ndest)) || (rc = refs_refresh(t, p, ndest)))
+        return rc;
+    MDB_cursor *c;
+    if ((rc = mdb_cursor_open(t->txn, s->dbi[DB_MESSAGES], &c)))
+        return fail(s, rc, "messages");
+    uint8_t kb[8];
+    put_be64(kb, p->next_msg);
+    MDB_val k = { 8, kb }, v;
+    size_t pruned = 0, looked = 0;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (pruned >= max || looked >= 4 * max)
+            break;
+        looked++;
+        if (k.mv_size != 8)
+            continue;
+        uint64_t id = get_be64(k.mv_data);
+        p->next_msg = id + 1;
+        if (v.mv_size >= 9 && get_be64((uint8_t *)v.mv_data + 1) >= cutoff_ms) {
+            *done = true;       /* ids follow time: the rest are younger */
+            break;
+        }
+        if (refs_has(p, id)) {
+            cnt->kept++;
+            continue;
+        }
+        if ((rc = prune_one(t, c, id, &v, ndest, cnt)))
+            break;
+        pruned++;
+    }
+    mdb_cursor_close(c);
+    if (rc == MDB_NOTFOUND) {
+        *done = true;
+        rc = 0;
+    } else if (rc > 0 || (rc < 0 && rc < STORE_E_INVAL)) {
+        rc = t->failed = fail(s, rc, "messages");
+    }
+    return rc;
+}
+
+int store_prune_errors(struct store_txn *t, struct store_prune *p, uint64_t cutoff_ms,
+                       size_t max, struct store_prune_counts *cnt, bool *done)
+{
+    int rc = txn_check(t);
+    *done = false;
+    if (rc)
+        return rc;
+    struct store *s = t->s;
+    MDB_cursor *c;
+    if ((rc = mdb_cursor_open(t->txn, s->dbi[DB_ERRORS], &c)))
+        return fail(s, rc, "errors");
+    uint8_t kb[8];
+    put_be64(kb, p->next_err);
+    MDB_val k = { 8, kb }, v;
+    size_t pruned = 0;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0 && pruned < max;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size == 8)
+            p->next_err = get_be64(k.mv_data) + 1;
+        if (v.mv_size >= 9 && get_be64((uint8_t *)v.mv_data + 1) >= cutoff_ms) {
+            *done = true;
+            break;
+        }
+        if ((rc = mdb_cursor_del(c, 0))) {
+            rc = t->failed = fail(s, rc, "cannot delete from errors");
+            break;
+        }
+        cnt->errors++;
+        pruned++;
+    }
+    mdb_cursor_close(c);
+    if (rc == MDB_NOTFOUND) {
+        *done = true;
+        rc = 0;
+    } else if (rc > 0 || (rc < 0 && rc < STORE_E_INVAL)) {
+        rc = t->failed = fail(s, rc, "errors");
+    }
+    return rc;
 }

@@ -99,6 +99,21 @@ struct config_broker {
     struct config_log   log;
 };
 
+/* Retention (top-level "retention"): how long records are kept. 0 keeps
+ * them forever. The _seconds forms are for tests and short-lived stores;
+ * each excludes its _days form. */
+struct config_retention {
+    int64_t delivered_days;     /* messages delivered everywhere, or unrouted */
+    int64_t errors_days;        /* messages refused at ingest */
+    int64_t delivered_seconds;
+    int64_t errors_seconds;
+    int64_t interval_seconds;   /* how often the pruner runs */
+};
+
+/* Ages in milliseconds (0: keep forever). */
+uint64_t config_retention_delivered_ms(const struct config_retention *r);
+uint64_t config_retention_errors_ms(const struct config_retention *r);
+
 /* A lookup table used by route transforms (map). */
 struct config_table {
     char                   *name;
@@ -177,6 +192,7 @@ struct config {
     char                      *path;
     config_t                  *lc;          /* the parsed file */
     struct config_broker       broker;
+    struct config_retention    retention;
     struct config_table       *tables;
     size_t                     n_tables;
     struct config_source      *sources;

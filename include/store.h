@@ -82,6 +82,8 @@ struct store_opts {
                                    holds more, or last ran with a larger map,
                                    opens with that larger size */
     uint64_t    map_max;        /* ceiling for store_grow(); 0: no growth beyond initial */
+    bool        read_only;      /* MDB_RDONLY: for hl7ctl beside a running broker;
+                                   nothing is created, every write call fails */
 };
 
 /* Open (creating if needed) the environment and its databases, check or
@@ -216,6 +218,39 @@ int store_count(struct store *s, const char *db, uint64_t *n);
  * *checked receives the number of records that held. Either may be NULL. */
 int store_audit_verify(struct store *s, uint64_t *checked, uint64_t *bad);
 
+/* What store_audit_check found wrong with the first record that breaks. */
+enum store_audit_fault {
+    STORE_AUDIT_INTACT = 0,
+    STORE_AUDIT_GAP,        /* sequence number bad_seq is missing */
+    STORE_AUDIT_BAD_RECORD, /* the record does not decode (key or value damaged) */
+    STORE_AUDIT_HASH,       /* its stored hash is not SHA-256(hash of the record
+                               before || its content): the record was changed, or
+                               the one before it was rewritten with a fresh hash */
+    STORE_AUDIT_HEAD,       /* the head in meta disagrees: records removed from the
+                               end, added after it, or the last one rewritten */
+};
+
+struct store_audit_report {
+    uint64_t checked;       /* records that held, from seq 1 */
+    uint64_t head_seq;      /* the last sequence number meta names (0: none) */
+    uint64_t bad_seq;       /* the first that breaks; 0 when intact */
+    int      fault;         /* enum store_audit_fault */
+    char     why[320];      /* a sentence about bad_seq; "" when intact */
+};
+
+/* store_audit_verify with the reason: 0 when intact, STORE_E_CORRUPT with
+ * r filled when not, another code when the store cannot be read. */
+int store_audit_check(struct store *s, struct store_audit_report *r);
+
+/* Calls fn for each of the last n audit records (all when n is 0), oldest
+ * first, in one read transaction. The record's strings and hash are valid
+ * only during the call. A record that does not decode is passed with
+ * every string "(undecodable)". fn returning non-zero stops the walk (that
+ * value is returned). */
+typedef int (*store_audit_fn)(void *ctx, uint64_t seq, const struct store_audit *a,
+                              const uint8_t hash[32]);
+int store_audit_tail(struct store *s, uint64_t n, store_audit_fn fn, void *ctx);
+
 /* ------------------------------------------------------------ delivery
  * The delivery engine's view of the outbox (DESIGN.md §1: per-destination
  * FIFO). The write calls need the store's one write transaction; a call
@@ -280,5 +315,44 @@ struct store_env_stats {
     unsigned readers, max_readers;
 };
 int store_env_stats(struct store *s, struct store_env_stats *st);
+/* ------------------------------------------------------------ retention
+ * The pruner (broker/retention.c) removes old records in small steps, each
+ * its own short transaction, so that ingest is never held up for long.
+ *
+ * A run: store_prune_new; store_prune_scan until *done (collects, a chunk
+ * per read transaction, the msg ids the outbox and the dead letters still
+ * name); then store_prune_messages and store_prune_errors in write
+ * transactions until each says *done; store_prune_free. Each write step
+ * first picks up outbox entries added since the last step (in the same
+ * transaction), so a message enqueued meanwhile is never pruned.
+ *
+ * A message is pruned when it was received before the cutoff and neither
+ * the outbox nor the dead letters name it (delivered everywhere, or
+ * routed nowhere); with it go its payloads, its by_patient entry and its
+ * dedup entry (when that still names it: a later duplicate's stays).
+ * Messages are taken in id order and a run stops at the first one received
+ * at or after the cutoff. An error record goes when received before its
+ * cutoff. Audit records are never pruned. */
+struct store_prune;
+
+struct store_prune_counts {
+    uint64_t messages, payloads, errors;
+    uint64_t kept;          /* old messages kept: still queued or dead-lettered */
+};
+
+int  store_prune_new(struct store *s, struct store_prune **out);
+void store_prune_free(struct store_prune *p);
+
+/* Reads up to max outbox and dead entries (0: all) in one read transaction. */
+int store_prune_scan(struct store_prune *p, size_t max, bool *done);
+
+/* Prunes up to max messages (examining at most 4 * max) received before
+ * cutoff_ms, adding to *c. */
+int store_prune_messages(struct store_txn *t, struct store_prune *p, uint64_t cutoff_ms,
+                         size_t max, struct store_prune_counts *c, bool *done);
+
+/* Prunes up to max error records received before cutoff_ms. */
+int store_prune_errors(struct store_txn *t, struct store_prune *p, uint64_t cutoff_ms,
+                       size_t max, struct store_prune_counts *c, bool *done);
 
 #endif

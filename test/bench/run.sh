@@ -77,4 +77,6 @@ if [ -n "${INGEST_BUILD:-}" ]; then
     sh "$here/ingest.sh" "$INGEST_BUILD"
     echo
     sh "$here/delivery.sh" "$INGEST_BUILD"
+    echo
+    sh "$here/prune.sh" "$INGEST_BUILD"
 fi

@@ -12,7 +12,8 @@
  *       sending MESSAGES generated ADT^A01 messages with MSH-10
  *       PREFIX-<client>-<n>. The MSH-10 of every AA answer goes to
  *       ACKED_FILE (appended). Prints "RESULT sent=N acked=N other=N
- *       lost=N". Exit 0 when every message was answered AA. Bounded: 30 s.
+ *       lost=N". Exit 0 when every message was answered AA. Bounded: 30 s,
+ *       and 3 s without any answer.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 
 #define MAX_CLIENTS 64
 #define DEADLINE_MS 30000
+#define IDLE_MS     3000   /* no answer this long: the broker is gone */
 
 static long long now_ms(void)
 {
@@ -186,8 +188,8 @@ static int cmd_load(const char *endpoint, int clients, int messages, const char 
             zmq_send(c[i].s, buf, n, 0);
         }
     }
-    long long deadline = now_ms() + DEADLINE_MS;
-    while (ok + other < sent && now_ms() < deadline) {
+    long long deadline = now_ms() + DEADLINE_MS, last = now_ms();
+    while (ok + other < sent && now_ms() < deadline && now_ms() - last < IDLE_MS) {
         if (zmq_poll(items, clients, 200) < 0)
             break;
         for (int i = 0; i < clients; i++) {
@@ -208,6 +210,7 @@ static int cmd_load(const char *endpoint, int clients, int messages, const char 
             msa(zmq_msg_data(&m), zmq_msg_size(&m), code, id, sizeof id);
             zmq_msg_close(&m);
             c[i].answered++;
+            last = now_ms();
             if (strcmp(code, "AA") == 0 && strncmp(id, prefix, strlen(prefix)) == 0) {
                 ok++;
                 fprintf(acked, "%s\n", id);

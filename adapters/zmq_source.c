@@ -284,7 +284,7 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
 int zmq_source_configure(struct adapter *a, char *err, size_t errlen)
 {
     struct zmq_source *s = a->state;
-    const struct zmq_source_opts *o = a->src->opts;
+    const struct zmq_source_opts *o = a->src ? a->src->opts : NULL;
     if (!o || !o->endpoint) {
         snprintf(err, errlen, "source %s: no endpoint", a->name);
         return -1;

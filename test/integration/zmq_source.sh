@@ -164,6 +164,18 @@ zsend "$ROUTER" "$SAMPLES/oru_r01.hl7"
 [ $rc -eq 0 ] && grep -q '^MSA|' "$tmp/ans" && ! gone "$dpid"
 check "SIGHUP: the unchanged sources answer on" $? "$tmp/ans"
 
+# SIGHUP with the router source's settings changed: it restarts on the
+# same endpoint and answers
+sed 's/max_inflight = 32;/max_inflight = 8;/' "$tmp/broker.conf" >"$tmp/changed.conf"
+cp "$tmp/changed.conf" "$tmp/broker.conf"
+from=$(($(lines "$tmp/log") + 1))
+kill -HUP "$dpid"
+wait_for "$tmp/log" "$from" 'source changed: restarting.*source=zrouter' 10 &&
+    wait_for "$tmp/log" "$from" 'msg="source started" source=zrouter' 10
+zsend "$ROUTER" "$SAMPLES/adt_a03.hl7"
+[ $rc -eq 0 ] && [ "$(ack_fields "$tmp/ans")" = "CA RLH000000187" ]
+check "SIGHUP with the source changed: restarted on its endpoint, answers" $? "$tmp/log"
+
 # kill -9 in the middle of a load, restart: every AA'd message is stored
 : >"$tmp/acked_crash"
 "$CLIENT" load "$ROUTER" 8 400 CRASH "$tmp/acked_crash" >"$tmp/load4" 2>&1 &

@@ -348,11 +348,19 @@ static void test_refusals(void **state)
     assert_int_equal(f->got, 2);
     assert_true(has_msa(f->ans[1], "AR", "BIG"));
     assert_non_null(strstr(f->ans[1], "max_message_bytes of 1024"));
-    /* an empty body */
-    zmq_send(req, "", 0, 0);
+    /* more frames than are kept (ZMQ_SOURCE_MAX_FRAMES): counted, refused */
+    for (int i = 0; i < ZMQ_SOURCE_MAX_FRAMES + 6; i++)
+        zmq_send(req, i ? "PID|1\r" : MSG("MANY"), i ? 6 : strlen(MSG("MANY")),
+                 i < ZMQ_SOURCE_MAX_FRAMES + 5 ? ZMQ_SNDMORE : 0);
     run_until(f, 3, 5000);
     assert_int_equal(f->got, 3);
-    assert_non_null(strstr(f->ans[2], "\rMSA|AR|"));
+    assert_true(has_msa(f->ans[2], "AR", "MANY"));
+    assert_non_null(strstr(f->ans[2], "70 ZeroMQ frames"));
+    /* an empty body */
+    zmq_send(req, "", 0, 0);
+    run_until(f, 4, 5000);
+    assert_int_equal(f->got, 4);
+    assert_non_null(strstr(f->ans[3], "\rMSA|AR|"));
 }
 
 /* Stopped with a request submitted and not yet committed: the reply

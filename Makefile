@@ -55,6 +55,8 @@ BENCH_BIN := $(BUILD)/test/bench_hl7
 MLLP_LOAD   := $(BUILD)/test/mllp_load
 LMDB_COMMIT := $(BUILD)/test/lmdb_commit
 PRUNE_FILL  := $(BUILD)/test/prune_fill
+# A ZeroMQ client for the zmq source's tests (python3-zmq may be absent).
+ZMQ_CLIENT  := $(BUILD)/test/zmq_client
 
 .PHONY: all deps deps-fuzz test run bench fuzz install clean check-config
 # Keep test and tool objects between runs (they are intermediate files).
@@ -113,7 +115,11 @@ $(LMDB_COMMIT): $(BUILD)/test/bench/lmdb_commit.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -llmdb
 
-test: all $(UNIT_BIN) $(REPLAY_BIN) $(MLLP_LOAD)
+$(ZMQ_CLIENT): $(BUILD)/test/tools/zmq_client.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lzmq
+
+test: all $(UNIT_BIN) $(REPLAY_BIN) $(MLLP_LOAD) $(ZMQ_CLIENT)
 	@BUILD=$(BUILD) sh test/run-tests.sh
 
 run: all

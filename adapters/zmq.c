@@ -1,6 +1,8 @@
 /*
- * zmq.c: the "zmq" adapter type, destination role: messages out over
- * ZeroMQ, on the libevent loop through the socket's ZMQ_FD.
+ * zmq.c: the "zmq" adapter type (its table dispatches on a->role: the
+ * source role is zmq_source.c), the helpers both roles share, and the
+ * destination role: messages out over ZeroMQ, on the libevent loop
+ * through the socket's ZMQ_FD.
  *
  * mode pub: best-effort notification. Each message is two frames: the
  * topic "<code>^<trigger>" ("ADT^A01"; just the code when there is no
@@ -38,6 +40,7 @@
 #include "config.h"
 #include "delivery.h"
 #include "log.h"
+#include "zmq_int.h"
 
 #define COMPONENT       "zmq"
 #define REPLY_SHOWN     200     /* bytes of a reply quoted in a detail */
@@ -67,13 +70,36 @@ struct zmq_dest {
 
 static void on_io(evutil_socket_t fd, short what, void *arg);
 
+/* ------------------------------------------------------ shared helpers */
+
+bool zmq_readable(void *sock)
+{
+    int ev = 0;
+    size_t evlen = sizeof ev;
+    return zmq_getsockopt(sock, ZMQ_EVENTS, &ev, &evlen) == 0 && (ev & ZMQ_POLLIN);
+}
+
+struct event *zmq_watch(struct event_base *base, void *sock, event_callback_fn cb, void *arg)
+{
+    int fd = -1;
+    size_t fdlen = sizeof fd;
+    if (zmq_getsockopt(sock, ZMQ_FD, &fd, &fdlen) != 0)
+        return NULL;
+    struct event *ev = event_new(base, fd, EV_READ | EV_PERSIST, cb, arg);
+    if (ev && event_add(ev, NULL) != 0) {
+        event_free(ev);
+        ev = NULL;
+    }
+    if (!ev)
+        errno = ENOMEM;
+    return ev;
+}
+
+/* --------------------------------------------------------- destination */
+
 static int zmq_dest_configure(struct adapter *a, char *err, size_t errlen)
 {
     struct zmq_dest *s = a->state;
-    if (a->role != ADAPTER_DESTINATION) {
-        snprintf(err, errlen, "adapter type \"zmq\" cannot run as a source");
-        return -1;
-    }
     const struct zmq_destination_opts *o = a->dst->opts;
     if (!o || !o->endpoint) {
         snprintf(err, errlen, "destination %s: no endpoint", a->name);
@@ -112,8 +138,7 @@ static void close_socket(struct zmq_dest *s)
  * -1 with err filled (and no socket). */
 static int open_socket(struct zmq_dest *s, char *err, size_t errlen)
 {
-    int zero = 0, one = 1, fd = -1;
-    size_t fdlen = sizeof fd;
+    int zero = 0, one = 1;
     const char *step = "create the socket";
 
     if (!(s->sock = zmq_socket(s->zctx, s->mode == ZMQ_DEST_PUB ? ZMQ_PUB : ZMQ_REQ)))
@@ -130,15 +155,9 @@ static int open_socket(struct zmq_dest *s, char *err, size_t errlen)
     step = s->bind ? "bind" : "connect";
     if ((s->bind ? zmq_bind(s->sock, s->endpoint) : zmq_connect(s->sock, s->endpoint)) != 0)
         goto fail;
-    step = "get its ZMQ_FD";
-    if (zmq_getsockopt(s->sock, ZMQ_FD, &fd, &fdlen) != 0)
+    step = "watch its ZMQ_FD";
+    if (!(s->io = zmq_watch(s->a->base, s->sock, on_io, s)))
         goto fail;
-    if (!(s->io = event_new(s->a->base, fd, EV_READ | EV_PERSIST, on_io, s)) ||
-        event_add(s->io, NULL) != 0) {
-        snprintf(err, errlen, "%s %s: out of memory", s->endpoint, mode_name(s));
-        close_socket(s);
-        return -1;
-    }
     return 0;
 fail:
     snprintf(err, errlen, "%s (%s): cannot %s: %s", s->endpoint, mode_name(s), step,
@@ -216,11 +235,7 @@ static void on_reply(struct zmq_dest *s, const char *r, size_t n)
  * read ZMQ_EVENTS until no message is left. */
 static void drain_socket(struct zmq_dest *s)
 {
-    while (s->sock) {
-        int ev = 0;
-        size_t evlen = sizeof ev;
-        if (zmq_getsockopt(s->sock, ZMQ_EVENTS, &ev, &evlen) != 0 || !(ev & ZMQ_POLLIN))
-            return;
+    while (s->sock && zmq_readable(s->sock)) {
         zmq_msg_t m;
         zmq_msg_init(&m);
         if (zmq_msg_recv(&m, s->sock, ZMQ_DONTWAIT) < 0) {
@@ -382,15 +397,68 @@ static void zmq_dest_stats(const struct adapter *a, struct adapter_stats *out)
     *out = s->st;
 }
 
+/* The type serves both roles: each entry goes to the role's code. */
+
+static int zmq_configure(struct adapter *a, char *err, size_t errlen)
+{
+    return a->role == ADAPTER_DESTINATION ? zmq_dest_configure(a, err, errlen)
+                                          : zmq_source_configure(a, err, errlen);
+}
+
+static int zmq_start(struct adapter *a, char *err, size_t errlen)
+{
+    return a->role == ADAPTER_DESTINATION ? zmq_dest_start(a, err, errlen)
+                                          : zmq_source_start(a, err, errlen);
+}
+
+static int zmq_send_delivery(struct adapter *a, const struct delivery *d)
+{
+    return a->role == ADAPTER_DESTINATION ? zmq_dest_send(a, d) : -1;
+}
+
+static void zmq_drain(struct adapter *a)
+{
+    if (a->role == ADAPTER_DESTINATION)
+        zmq_dest_drain(a);
+    else
+        zmq_source_drain(a);
+}
+
+static bool zmq_busy(const struct adapter *a)
+{
+    return a->role == ADAPTER_DESTINATION ? zmq_dest_busy(a) : zmq_source_busy(a);
+}
+
+static void zmq_stop(struct adapter *a)
+{
+    if (a->role == ADAPTER_DESTINATION)
+        zmq_dest_stop(a);
+    else
+        zmq_source_stop(a);
+}
+
+static void zmq_stats(const struct adapter *a, struct adapter_stats *out)
+{
+    if (a->role == ADAPTER_DESTINATION)
+        zmq_dest_stats(a, out);
+    else
+        zmq_source_stats(a, out);
+}
+
+union zmq_instance {
+    struct zmq_source src;
+    struct zmq_dest   dst;
+};
+
 const struct adapter_type zmq_adapter = {
     .name = "zmq",
-    .roles = ADAPTER_DESTINATION,
-    .state_size = sizeof(struct zmq_dest),
-    .configure = zmq_dest_configure,
-    .start = zmq_dest_start,
-    .send = zmq_dest_send,
-    .drain = zmq_dest_drain,
-    .busy = zmq_dest_busy,
-    .stop = zmq_dest_stop,
-    .stats = zmq_dest_stats,
+    .roles = ADAPTER_SOURCE | ADAPTER_DESTINATION,
+    .state_size = sizeof(union zmq_instance),
+    .configure = zmq_configure,
+    .start = zmq_start,
+    .send = zmq_send_delivery,
+    .drain = zmq_drain,
+    .busy = zmq_busy,
+    .stop = zmq_stop,
+    .stats = zmq_stats,
 };

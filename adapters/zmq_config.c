@@ -1,5 +1,6 @@
 /*
- * zmq_config.c: the settings of ZeroMQ destinations (PUB for best-effort
+ * zmq_config.c: the settings of ZeroMQ sources (a REP or ROUTER socket that
+ * answers each message with its ACK) and destinations (PUB for best-effort
  * notification, REQ for delivery confirmed by the subscriber's reply).
  */
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include "config_rows.h"
 
 static const char *const zmq_mode_choices[] = { "pub", "req", NULL };
+static const char *const zmq_source_mode_choices[] = { "router", "rep", NULL };
 
 /* A ZeroMQ endpoint of a transport that takes a fixed address. */
 static bool valid_endpoint(const char *v, char *why, size_t whylen)
@@ -56,8 +58,33 @@ static const struct config_section zmq_destination_section = {
     .check = zmq_destination_check,
 };
 
+static const struct config_row zmq_source_rows[] = {
+    ROW_STR(struct zmq_source_opts, endpoint, ROW_REQ | ROW_SUM, NULL, valid_endpoint,
+            "ZeroMQ endpoint senders reach: tcp://127.0.0.1:5560, ipc:///run/hl7/in.sock"),
+    ROW_ENUM(struct zmq_source_opts, mode, ROW_SUM, "router", zmq_source_mode_choices,
+             "router: many requests in flight from many REQ or DEALER clients; rep: "
+             "lock-step, one request at a time; each request is one frame, answered by "
+             "its ACK once committed"),
+    ROW_BOOL(struct zmq_source_opts, bind, ROW_SUM, true,
+             "bind the endpoint (true) or connect to it (false)"),
+    ROW_INT(struct zmq_source_opts, max_message_bytes, 0, 4194304, 1024, 268435456,
+            "largest message accepted; a larger one is answered AR (up to 4 times this; "
+            "beyond, ZeroMQ drops the sender's connection with no answer)"),
+    ROW_INT(struct zmq_source_opts, max_inflight, 0, 256, 1, 100000,
+            "router: requests awaiting their ACK at once; more wait in ZeroMQ's queue"),
+    ROW_INT(struct zmq_source_opts, rcvhwm, 0, 1000, 1, 10000000,
+            "messages ZeroMQ queues per sender before it stops reading from it"),
+    ROW_END
+};
+
+static const struct config_section zmq_source_section = {
+    .name = "zmq source",
+    .rows = zmq_source_rows,
+    .size = sizeof(struct zmq_source_opts),
+};
+
 const struct config_adapter_schema zmq_config_schema = {
     .type = "zmq",
-    .source = NULL,
+    .source = &zmq_source_section,
     .destination = &zmq_destination_section,
 };

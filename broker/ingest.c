@@ -559,6 +559,23 @@ int ingest_refuse_oversize(struct ingest *in, const struct ingest_origin *o,
     return 0;
 }
 
+int ingest_refuse(struct ingest *in, const struct ingest_origin *o, const char *head,
+                  size_t head_len, const char *reason, ingest_reply_fn fn, void *ctx)
+{
+    struct item *it = item_new(o, head, head_len, fn, ctx);
+    if (!it)
+        return -1;
+    struct hl7_error err = { 0 };
+    hl7_set_error(&err, HL7_E_BAD_VALUE, "", 0, 0, 0, "message refused: %s",
+                  reason ? reason : "not taken by the source");
+    if (make_refusal(it, NULL, HL7_ACK_REJECT, 207, &err)) {
+        item_free(it);
+        return -1;
+    }
+    enqueue(in, it);
+    return 0;
+}
+
 /* ------------------------------------------------------------ the commit */
 
 static int write_item(struct ingest *in, struct store_txn *t, struct item *it)

@@ -63,6 +63,20 @@ struct zmq_destination_opts {
     int64_t sndhwm;     /* messages queued per peer; 0: no limit */
 };
 
+enum zmq_source_mode {
+    ZMQ_SRC_ROUTER = 0,   /* many requests in flight, from many clients */
+    ZMQ_SRC_REP = 1,      /* lock-step: one request at a time */
+};
+
+struct zmq_source_opts {
+    char   *endpoint;           /* "tcp://127.0.0.1:5560", "ipc:///run/x.sock" */
+    int     mode;               /* enum zmq_source_mode */
+    bool    bind;               /* false: connect to the endpoint */
+    int64_t max_message_bytes;
+    int64_t max_inflight;       /* router: requests awaiting their ACK at once */
+    int64_t rcvhwm;             /* messages queued per peer before ZeroMQ holds back */
+};
+
 extern const struct config_adapter_schema zmq_config_schema;
 
 /* --------------------------------------------------------------- http */

@@ -78,6 +78,14 @@ int ingest_refuse_oversize(struct ingest *in, const struct ingest_origin *o,
                            const char *head, size_t head_len, size_t total,
                            size_t limit, ingest_reply_fn fn, void *ctx);
 
+/* Refuse a message the transport could not take as it came (a ZeroMQ
+ * request in several body frames, say): answered AR (CR in enhanced
+ * mode) with ERR 207 carrying reason, and kept in the error store.
+ * head/head_len is what was kept of it (the MSH is recovered from it for
+ * the AR). Reply as submit. */
+int ingest_refuse(struct ingest *in, const struct ingest_origin *o, const char *head,
+                  size_t head_len, const char *reason, ingest_reply_fn fn, void *ctx);
+
 /* Call fn(ctx) after each successful commit, once its replies are
  * called (the delivery engine looks at its outboxes again). NULL: none. */
 void ingest_set_on_commit(struct ingest *in, void (*fn)(void *ctx), void *ctx);

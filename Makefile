@@ -31,7 +31,7 @@ LDFLAGS  += $(SANFLAGS)
 # The Debian packages the build, the tests and the benchmarks need.
 DEB_PACKAGES := gcc make pkg-config libzmq3-dev libevent-dev libssl-dev \
                 liblmdb-dev lmdb-utils libconfig-dev libcmocka-dev libjansson-dev \
-                openssl valgrind python3 python3-hl7
+                openssl valgrind python3 python3-hl7 curl
 FUZZ_PACKAGES := clang
 
 LIB_SRC  := $(filter-out broker/hl7brokerd.c broker/hl7ctl.c, \

@@ -1,7 +1,8 @@
 /*
- * http.h: what the http destination's settings and its client share
- * (adapters/ only): the URL and header checks, so that the config loader
- * and configure() refuse the same things with the same words.
+ * http.h: what the http adapter's files share (adapters/ only): the URL,
+ * header and path checks, so that the config loader and configure()
+ * refuse the same things with the same words; and the two roles' entry
+ * points, which the type's table (http_source.c) dispatches to.
  */
 #ifndef HL7BROKER_ADAPTERS_HTTP_H
 #define HL7BROKER_ADAPTERS_HTTP_H
@@ -32,5 +33,22 @@ bool http_header_valid(const char *h, char *why, size_t whylen);
 /* http_url_parse in the shape of config_validate_fn, for the settings
  * table (http_header_valid has that shape already). */
 bool http_valid_url(const char *v, char *why, size_t whylen);
+
+/* Is v a source's path: '/' then printable ASCII, no '?' or '#', at most
+ * HTTP_PATH_MAX bytes? (config_validate_fn) */
+#define HTTP_PATH_MAX 1024
+bool http_valid_path(const char *v, char *why, size_t whylen);
+
+/* The source role (http_source.c); the type's table in http_dest.c
+ * dispatches to these when a->role is ADAPTER_SOURCE. The source keeps
+ * its state in memory of its own: a->state holds a pointer to it. */
+struct adapter;
+struct adapter_stats;
+int  http_src_configure(struct adapter *a, char *err, size_t errlen);
+int  http_src_start(struct adapter *a, char *err, size_t errlen);
+void http_src_drain(struct adapter *a);
+bool http_src_busy(const struct adapter *a);
+void http_src_stop(struct adapter *a);
+void http_src_stats(const struct adapter *a, struct adapter_stats *out);
 
 #endif

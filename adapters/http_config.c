@@ -1,7 +1,7 @@
 /*
- * http_config.c: the settings of http destinations (HL7 v2 POSTed over
- * HTTP or HTTPS), and the URL and header checks they share with the
- * client in http_dest.c.
+ * http_config.c: the settings of http sources and destinations (HL7 v2
+ * POSTed over HTTP or HTTPS), and the URL and header checks the
+ * destination shares with its client in http_dest.c.
  */
 #include "http.h"
 
@@ -143,6 +143,53 @@ bool http_header_valid(const char *h, char *why, size_t whylen)
     return true;
 }
 
+bool http_valid_path(const char *v, char *why, size_t whylen)
+{
+    if (v[0] != '/') {
+        snprintf(why, whylen, "a path starts with '/', like \"/\" or \"/hl7/v2\"");
+        return false;
+    }
+    size_t n = strlen(v);
+    if (n > HTTP_PATH_MAX) {
+        snprintf(why, whylen, "the path is over %d bytes", HTTP_PATH_MAX);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (c <= 0x20 || c >= 0x7f || c == '?' || c == '#') {
+            snprintf(why, whylen, "byte %zu of the path is not allowed: a path is printable"
+                     " ASCII without spaces, '?' or '#' (percent-encode others)", i);
+            return false;
+        }
+    }
+    return true;
+}
+
+static const struct config_row http_source_rows[] = {
+    ROW_STR(struct http_source_opts, listen, ROW_REQ | ROW_SUM | CONFIG_F_LISTEN, NULL,
+            config_valid_hostport,
+            "host:port to listen on: 127.0.0.1:8080, [::1]:8080, 0.0.0.0:8443"),
+    ROW_STR(struct http_source_opts, path, ROW_SUM, "/", http_valid_path,
+            "the path messages are POSTed to; other paths are answered 404 (the query string is ignored)"),
+    ROW_INT(struct http_source_opts, max_connections, 0, 64, 1, 10000,
+            "connections open at once; more are closed as they arrive"),
+    ROW_INT(struct http_source_opts, idle_timeout_ms, 0, 600000, 0, 86400000,
+            "close a connection that sends or reads nothing this long (also bounds a TLS handshake and a slow request); 0: never"),
+    ROW_INT(struct http_source_opts, max_message_bytes, 0, 4194304, 1024, 268435456,
+            "largest request body accepted; a larger one is answered 413, never truncated"),
+    ROW_STRLIST(struct http_source_opts, allow, ROW_SUM, 0, 0, config_valid_cidr,
+                "peer addresses allowed, as CIDR blocks (\"10.1.0.0/16\", \"::1/128\"); empty: any"),
+    ROW_GROUP_OPT(struct http_source_opts, tls, ROW_SUM, &config_tls_server_section,
+                  "TLS (1.2 or later) on the listening socket (HTTPS); unset: plain HTTP"),
+    ROW_END
+};
+
+static const struct config_section http_source_section = {
+    .name = "http source",
+    .rows = http_source_rows,
+    .size = sizeof(struct http_source_opts),
+};
+
 static const struct config_row http_destination_rows[] = {
     ROW_STR(struct http_destination_opts, url, ROW_REQ | ROW_SUM, NULL, http_valid_url,
             "where to POST each message: http://host[:port]/path or https://..."),
@@ -177,6 +224,6 @@ static const struct config_section http_destination_section = {
 
 const struct config_adapter_schema http_config_schema = {
     .type = "http",
-    .source = NULL,
+    .source = &http_source_section,
     .destination = &http_destination_section,
 };

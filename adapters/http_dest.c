@@ -1,5 +1,7 @@
 /*
- * http_dest.c: the "http" adapter type, destination role: each message is
+ * http_dest.c: the "http" adapter type, and its destination role (the
+ * source role is http_source.c; the table's functions dispatch on
+ * a->role): each message is
  * POSTed to a URL (HTTP/1.1, plain or TLS 1.2+) and the response status
  * decides the outcome, reported once (delivery_report).
  *
@@ -727,15 +729,67 @@ static void http_stats(const struct adapter *a, struct adapter_stats *out)
     out->connections_open = s->conn == HTTP_OPEN;
 }
 
+/* The type serves both roles: each entry goes to the role's code. */
+
+static bool is_src(const struct adapter *a)
+{
+    return a->role == ADAPTER_SOURCE;
+}
+
+static int http_role_configure(struct adapter *a, char *err, size_t errlen)
+{
+    return is_src(a) ? http_src_configure(a, err, errlen) : http_configure(a, err, errlen);
+}
+
+static int http_role_start(struct adapter *a, char *err, size_t errlen)
+{
+    return is_src(a) ? http_src_start(a, err, errlen) : http_start(a, err, errlen);
+}
+
+static int http_role_send(struct adapter *a, const struct delivery *d)
+{
+    return is_src(a) ? -1 : http_send(a, d);
+}
+
+static void http_role_drain(struct adapter *a)
+{
+    if (is_src(a))
+        http_src_drain(a);
+    else
+        http_drain(a);
+}
+
+static bool http_role_busy(const struct adapter *a)
+{
+    return is_src(a) ? http_src_busy(a) : http_busy(a);
+}
+
+static void http_role_stop(struct adapter *a)
+{
+    if (is_src(a))
+        http_src_stop(a);
+    else
+        http_stop(a);
+}
+
+static void http_role_stats(const struct adapter *a, struct adapter_stats *out)
+{
+    if (is_src(a))
+        http_src_stats(a, out);
+    else
+        http_stats(a, out);
+}
+
 const struct adapter_type http_adapter = {
     .name = "http",
-    .roles = ADAPTER_DESTINATION,
+    .roles = ADAPTER_SOURCE | ADAPTER_DESTINATION,
+    /* the source role needs only a pointer here (http.h) */
     .state_size = sizeof(struct http_dest),
-    .configure = http_configure,
-    .start = http_start,
-    .send = http_send,
-    .drain = http_drain,
-    .busy = http_busy,
-    .stop = http_stop,
-    .stats = http_stats,
+    .configure = http_role_configure,
+    .start = http_role_start,
+    .send = http_role_send,
+    .drain = http_role_drain,
+    .busy = http_role_busy,
+    .stop = http_role_stop,
+    .stats = http_role_stats,
 };

@@ -132,31 +132,8 @@ static struct timeval ms_tv(int64_t ms)
 static int tls_configure(struct mllp_source *s, const struct config_tls_server *t,
                          char *err, size_t errlen)
 {
-    char why[256];
-    SSL_CTX *ctx = s->ssl = tls_context_new(TLS_server_method(),
-                                            SSL_OP_CIPHER_SERVER_PREFERENCE, err, errlen);
-    if (!ctx || tls_use_cert_key(ctx, t->cert, t->key, err, errlen))
+    if (!(s->ssl = tls_server_context(t, "hl7broker-mllp", err, errlen)))
         return -1;
-    int verify = SSL_VERIFY_NONE;
-    if (t->ca) {
-        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(t->ca);
-        if (SSL_CTX_load_verify_locations(ctx, t->ca, NULL) != 1 || !names) {
-            sk_X509_NAME_pop_free(names, X509_NAME_free);
-            snprintf(err, errlen, "tls.ca: cannot use %s: %s", t->ca,
-                     tls_error_text(why, sizeof why));
-            return -1;
-        }
-        SSL_CTX_set_client_CA_list(ctx, names);   /* takes names */
-        /* With a CA but no requirement, a client may present a
-           certificate (it must then verify) or not. */
-        verify = SSL_VERIFY_PEER;
-    }
-    if (t->require_client_cert)
-        verify = SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
-    SSL_CTX_set_verify(ctx, verify, NULL);
-    static const unsigned char sid[] = "hl7broker-mllp";
-    SSL_CTX_set_session_id_context(ctx, sid, sizeof sid - 1);
-
     if (t->allowed_subjects.n) {
         s->subjects = calloc(t->allowed_subjects.n, sizeof *s->subjects);
         if (!s->subjects)
@@ -452,32 +429,6 @@ static void on_reply(void *ctx, const struct ingest_reply *r)
     conn_update(c);
 }
 
-/* The peer's certificate subject as an RFC 2253 string; NULL when there
- * is no certificate (or no memory). */
-static char *peer_subject(SSL *ssl)
-{
-#if OPENSSL_VERSION_NUMBER >= 0x30000000L
-    X509 *cert = SSL_get1_peer_certificate(ssl);
-#else
-    X509 *cert = SSL_get_peer_certificate(ssl);
-#endif
-    if (!cert)
-        return NULL;
-    char *out = NULL;
-    BIO *b = BIO_new(BIO_s_mem());
-    if (b && X509_NAME_print_ex(b, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253) >= 0) {
-        char *p;
-        long n = BIO_get_mem_data(b, &p);
-        if (n >= 0 && (out = malloc((size_t)n + 1))) {
-            memcpy(out, p, (size_t)n);
-            out[n] = '\0';
-        }
-    }
-    BIO_free(b);
-    X509_free(cert);
-    return out;
-}
-
 static void tls_refuse(struct conn *c, const char *reason, const char *detail)
 {
     struct mllp_source *s = c->s;
@@ -495,7 +446,7 @@ static void tls_established(struct conn *c)
 
     c->handshaking = false;
     evtimer_del(c->timer);
-    c->tls_subject = peer_subject(ssl);
+    c->tls_subject = tls_peer_subject(ssl);
     if (s->n_subjects) {
         bool ok = false;
         for (size_t i = 0; c->tls_subject && i < s->n_subjects && !ok; i++)

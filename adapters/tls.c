@@ -6,6 +6,8 @@
 #include <arpa/inet.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -121,4 +123,63 @@ struct bufferevent *tls_client_bufferevent(struct event_base *base, SSL_CTX *ctx
     if (bev)
         bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
     return bev;
+}
+
+SSL_CTX *tls_server_context(const struct config_tls_server *t, const char *session_id,
+                            char *err, size_t errlen)
+{
+    char why[256];
+    SSL_CTX *ctx = tls_context_new(TLS_server_method(), SSL_OP_CIPHER_SERVER_PREFERENCE,
+                                   err, errlen);
+    if (!ctx)
+        return NULL;
+    if (tls_use_cert_key(ctx, t->cert, t->key, err, errlen))
+        goto fail;
+    int verify = SSL_VERIFY_NONE;
+    if (t->ca) {
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(t->ca);
+        if (SSL_CTX_load_verify_locations(ctx, t->ca, NULL) != 1 || !names) {
+            sk_X509_NAME_pop_free(names, X509_NAME_free);
+            snprintf(err, errlen, "tls.ca: cannot use %s: %s", t->ca,
+                     tls_error_text(why, sizeof why));
+            goto fail;
+        }
+        SSL_CTX_set_client_CA_list(ctx, names);   /* takes names */
+        /* With a CA but no requirement, a client may present a
+           certificate (it must then verify) or not. */
+        verify = SSL_VERIFY_PEER;
+    }
+    if (t->require_client_cert)
+        verify = SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+    SSL_CTX_set_verify(ctx, verify, NULL);
+    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)session_id,
+                                   (unsigned)strlen(session_id));
+    return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+char *tls_peer_subject(SSL *ssl)
+{
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    X509 *cert = SSL_get1_peer_certificate(ssl);
+#else
+    X509 *cert = SSL_get_peer_certificate(ssl);
+#endif
+    if (!cert)
+        return NULL;
+    char *out = NULL;
+    BIO *b = BIO_new(BIO_s_mem());
+    if (b && X509_NAME_print_ex(b, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253) >= 0) {
+        char *p;
+        long n = BIO_get_mem_data(b, &p);
+        if (n >= 0 && (out = malloc((size_t)n + 1))) {
+            memcpy(out, p, (size_t)n);
+            out[n] = '\0';
+        }
+    }
+    BIO_free(b);
+    X509_free(cert);
+    return out;
 }

@@ -15,6 +15,7 @@
 struct bufferevent;
 struct event_base;
 struct config_tls_client;
+struct config_tls_server;
 
 /* The most recent OpenSSL error as text ("" when there is none); the
  * error queue is emptied. */
@@ -33,6 +34,20 @@ int tls_use_cert_key(SSL_CTX *ctx, const char *cert, const char *key, char *err,
  * CAs when t or t->ca is NULL), with t->cert and t->key as the client
  * certificate when given (both or neither). NULL with err filled. */
 SSL_CTX *tls_client_context(const struct config_tls_client *t, char *err, size_t errlen);
+
+/* A server context from a source's tls group: t->cert and t->key
+ * presented; with t->ca, client certificates signed by it are verified
+ * (and required with t->require_client_cert). session_id names the
+ * source's sessions ("hl7broker-mllp"). NULL with err filled. Checking
+ * t->allowed_subjects is the caller's, once the handshake is done
+ * (tls_peer_subject). */
+SSL_CTX *tls_server_context(const struct config_tls_server *t, const char *session_id,
+                            char *err, size_t errlen);
+
+/* The peer's certificate subject as an RFC 2253 string
+ * ("CN=pas.rlh.example,O=Barts Health"), malloc'd: the caller frees it.
+ * NULL when there is no certificate (or no memory). */
+char *tls_peer_subject(SSL *ssl);
 
 /* A bufferevent for an outgoing connection, not yet connected: TLS over
  * ctx, checking that the server is verify_name (an IP address against the

@@ -81,6 +81,16 @@ extern const struct config_adapter_schema zmq_config_schema;
 
 /* --------------------------------------------------------------- http */
 
+struct http_source_opts {
+    char                     *listen;             /* host:port */
+    char                     *path;               /* the one path POSTs go to */
+    int64_t                   max_connections;
+    int64_t                   idle_timeout_ms;    /* 0: never */
+    int64_t                   max_message_bytes;  /* of a request body */
+    struct config_strlist     allow;              /* CIDRs; empty: any peer */
+    struct config_tls_server *tls;                /* NULL: plain HTTP */
+};
+
 struct http_destination_opts {
     char                     *url;                /* http[s]://host[:port][/path] */
     struct config_strlist     headers;            /* "Name: value", added to each request */

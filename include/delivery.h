@@ -119,7 +119,9 @@ void delivery_free(struct delivery_engine *e);
  * looking happens in an event, once, however often it is called. */
 void delivery_kick(struct delivery_engine *e);
 
-/* Have in call delivery_kick after each commit that stored something. */
+/* Have in call delivery_kick after each commit that stored something, and
+ * let the outcomes join its commits. The engine detaches itself from in
+ * when freed: free the engine before in. */
 void delivery_attach_ingest(struct delivery_engine *e, struct ingest *in);
 
 /* Write the outcomes reported so far now (they are otherwise written at

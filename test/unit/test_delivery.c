@@ -479,6 +479,8 @@ static void test_ingest_commit_kicks(void **state)
     assert_true(run_until(f, 2000, a_empty));
     assert_int_equal(replies, 1);
     assert_string_equal(sent[0].ctrl, "M1");
+    delivery_free(f->e);   /* first: it detaches itself from in */
+    f->e = NULL;
     ingest_free(in);
 }
 
@@ -511,6 +513,8 @@ static void test_outcomes_join_ingest_commit(void **state)
     assert_int_equal(es.own_commits, 0);
     assert_int_equal(es.joined_commits, 1);
     assert_int_equal(es.outcomes_written, 3);
+    delivery_free(f->e);   /* first: it detaches itself from in */
+    f->e = NULL;
     ingest_free(in);
 }
 

@@ -18,6 +18,7 @@
 #include <event2/event.h>
 
 #include "admin.h"
+#include "buf.h"
 #include "config.h"
 #include "delivery.h"
 #include "ingest.h"
@@ -262,30 +263,53 @@ static void warn_restart_needed(const struct daemon *d, const struct config *nex
                  y->enabled ? y->listen : "off");
 }
 
-static void on_reload(evutil_socket_t sig, short what, void *arg)
+/* Route errors during a reload: logged, and kept for the caller. */
+struct reload_errors {
+    size_t      n;
+    struct buf *out;   /* may be NULL */
+};
+
+static void reload_route_error(void *ctx, const struct route_error *e)
 {
-    struct daemon *d = arg;
+    struct reload_errors *re = ctx;
+    log_error("config", "route error", "error=%s", e->msg);
+    if (re->out)
+        buf_printf(re->out, "%s\n", e->msg);
+    re->n++;
+}
+
+/* Read the config file again and run it (SIGHUP, POST /api/v1/reload). A
+ * file that does not load or whose routes do not build leaves the running
+ * config in place: returns -1 with each error as a line in errors (may be
+ * NULL). Returns 0 once the new config runs (a source that failed to
+ * start is logged: the rest runs). */
+static int daemon_reload(struct daemon *d, const char *why, struct buf *errors)
+{
     struct config next;
     struct config_errors errs = { 0 };
-    (void)sig;
-    (void)what;
 
-    log_info("config", "reloading", "file=%s signal=SIGHUP", d->config_path);
+    log_info("config", "reloading", "file=%s %s", d->config_path, why);
     int rc = config_load(d->config_path, &next, &errs);
     if (rc != CONFIG_OK) {
         log_config_errors(&errs);
         log_error("config", "reload refused; the running config stays",
                   "file=%s errors=%zu reason=%s", d->config_path, errs.n, config_strerror(rc));
+        for (size_t i = 0; errors && i < errs.n; i++)
+            buf_printf(errors, "%s\n", errs.v[i].msg);
+        if (errors && errs.n == 0)
+            buf_printf(errors, "%s: %s\n", d->config_path, config_strerror(rc));
         config_errors_free(&errs);
-        return;
+        return -1;
     }
-    size_t nerr = 0;
-    struct router *router = router_new(&next, log_route_error, &nerr);
+    struct reload_errors re = { 0, errors };
+    struct router *router = router_new(&next, reload_route_error, &re);
     if (!router) {
         log_error("config", "reload refused; the running config stays",
-                  "file=%s errors=%zu reason=%s", d->config_path, nerr, "route errors");
+                  "file=%s errors=%zu reason=%s", d->config_path, re.n, "route errors");
+        if (errors && re.n == 0)
+            buf_printf(errors, "%s: the routes do not build\n", d->config_path);
         config_free(&next);
-        return;
+        return -1;
     }
     warn_restart_needed(d, &next);
     /* Messages accepted from now on route by the new routes; those
@@ -314,6 +338,19 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     if (failed)
         log_error("config", "reload applied, but some sources did not start",
                   "failed=%zu", failed);
+    return 0;
+}
+
+static void on_reload(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    daemon_reload(arg, "signal=SIGHUP", NULL);
+}
+
+static int admin_reload_cb(void *ctx, struct buf *errors)
+{
+    return daemon_reload(ctx, "trigger=admin-api", errors);
 }
 
 /* Start delivery to the running config's destinations. */
@@ -419,6 +456,7 @@ static int run(struct daemon *d)
         struct admin_opts ao = {
             .base = d->base, .cfg = &d->cfg, .store = d->store, .ingest = d->ingest,
             .sources = d->sources, .delivery = d->delivery,
+            .reload = admin_reload_cb, .reload_ctx = d,
         };
         if (admin_new(&ao, &d->admin, aerr, sizeof aerr)) {
             log_error("daemon", "cannot start: the admin API did not start", "error=%s", aerr);

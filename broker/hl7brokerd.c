@@ -19,6 +19,7 @@
 
 #include "admin.h"
 #include "buf.h"
+#include "check.h"
 #include "config.h"
 #include "delivery.h"
 #include "ingest.h"
@@ -119,42 +120,10 @@ static void libevent_log(int severity, const char *msg)
 
 /* ------------------------------------------------------------- --check */
 
-static void print_route_error(void *ctx, const struct route_error *e)
-{
-    fprintf(stderr, "%s\n", e->msg);
-    ++*(size_t *)ctx;
-}
-
 static void log_route_error(void *ctx, const struct route_error *e)
 {
     log_error("config", "route error", "error=%s", e->msg);
     ++*(size_t *)ctx;
-}
-
-static int check_config(const char *path)
-{
-    struct config cfg;
-    struct config_errors errs = { 0 };
-
-    int rc = config_load(path, &cfg, &errs);
-    if (rc == CONFIG_OK) {
-        size_t nerr = 0;
-        struct router *r = router_new(&cfg, print_route_error, &nerr);
-        if (r) {
-            printf("%s: OK (sources=%zu destinations=%zu routes=%zu tables=%zu)\n", path,
-                   cfg.n_sources, cfg.n_destinations, cfg.n_routes, cfg.n_tables);
-            router_free(r);
-        } else {
-            fprintf(stderr, "%s: %zu error%s in routes\n", path, nerr, nerr == 1 ? "" : "s");
-        }
-        config_free(&cfg);
-        return r ? 0 : 1;
-    }
-    for (size_t i = 0; i < errs.n; i++)
-        fprintf(stderr, "%s\n", errs.v[i].msg);
-    fprintf(stderr, "%s: %zu error%s\n", path, errs.n, errs.n == 1 ? "" : "s");
-    config_errors_free(&errs);
-    return 1;
 }
 
 /* ------------------------------------------------------------ data dir */
@@ -552,7 +521,7 @@ int main(int argc, char **argv)
     }
 
     if (check)
-        return check_config(d.config_path);
+        return broker_check_config(d.config_path, stdout, stderr);
 
     signal(SIGPIPE, SIG_IGN);
     int rc = run(&d);

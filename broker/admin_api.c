@@ -770,8 +770,8 @@ void admin_api_replay(struct admin_request *r)
         goto out;
     }
     admin_audit(r, "replay", subject, "ok", det.p);
-    log_info(COMPONENT, "message replayed", "msg=%llu %s admin=%s", (unsigned long long)id,
-             det.p, admin_actor(r));
+    log_info(COMPONENT, "message replayed", "msg=%llu to=%s admin=%s", (unsigned long long)id,
+             det.p + 3, admin_actor(r));
     buf_free(&det);
     if (admin_delivery(a))
         delivery_kick(admin_delivery(a));

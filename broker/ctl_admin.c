@@ -419,13 +419,15 @@ static int api(struct ctl *c, const char *method, const char *path, json_t **out
     return rc;
 }
 
-/* Append "&name=value" (URL-encoded) to q when value is given. */
+/* Append "?name=value" or "&name=value" (URL-encoded) to q when value
+ * is given. */
 static void query_add(struct buf *q, const char *name, const char *value)
 {
     if (!value)
         return;
     char *enc = evhttp_encode_uri(value);
-    buf_printf(q, "%c%s=%s", q->len ? '&' : '?', name, enc ? enc : "");
+    bool first = !q->len || !memchr(q->p, '?', q->len);
+    buf_printf(q, "%c%s=%s", first ? '?' : '&', name, enc ? enc : "");
     free(enc);
 }
 
@@ -818,8 +820,9 @@ int cmd_dead(int argc, char **argv)
         return rc;
     bool rq = strcmp(sub, "requeue") == 0;
     char t[40];
-    printf("%s: %s dead letter%s %s\n", dest, num(b, rq ? "requeued" : "purged", t, sizeof t),
-           strcmp(t, "1") == 0 ? "" : "s", rq ? "requeued" : "purged");
+    num(b, rq ? "requeued" : "purged", t, sizeof t);
+    printf("%s: %s dead letter%s %s\n", dest, t, strcmp(t, "1") == 0 ? "" : "s",
+           rq ? "requeued" : "purged");
     return finish(b);
 }
 

@@ -252,12 +252,16 @@ static void reload_route_error(void *ctx, const struct route_error *e)
  * config in place: returns -1 with each error as a line in errors (may be
  * NULL). Returns 0 once the new config runs (a source that failed to
  * start is logged: the rest runs). */
+/* why: "SIGHUP" or what else asked ("admin-api"), for the log. */
 static int daemon_reload(struct daemon *d, const char *why, struct buf *errors)
 {
     struct config next;
     struct config_errors errs = { 0 };
 
-    log_info("config", "reloading", "file=%s %s", d->config_path, why);
+    if (strcmp(why, "SIGHUP") == 0)
+        log_info("config", "reloading", "file=%s signal=SIGHUP", d->config_path);
+    else
+        log_info("config", "reloading", "file=%s trigger=%s", d->config_path, why);
     int rc = config_load(d->config_path, &next, &errs);
     if (rc != CONFIG_OK) {
         log_config_errors(&errs);
@@ -314,12 +318,12 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 {
     (void)sig;
     (void)what;
-    daemon_reload(arg, "signal=SIGHUP", NULL);
+    daemon_reload(arg, "SIGHUP", NULL);
 }
 
 static int admin_reload_cb(void *ctx, struct buf *errors)
 {
-    return daemon_reload(ctx, "trigger=admin-api", errors);
+    return daemon_reload(ctx, "admin-api", errors);
 }
 
 /* Start delivery to the running config's destinations. */

@@ -41,6 +41,7 @@
 #include "sources.h"
 #include "store.h"
 #include "version.h"
+#include "admin_api.h"
 
 #define COMPONENT "admin"
 
@@ -280,6 +281,8 @@ struct admin {
     struct ingest          *ingest;
     struct sources         *sources;
     struct delivery_engine *delivery;
+    admin_reload_fn         reload;
+    void                   *reload_ctx;
     struct evhttp          *http;
     SSL_CTX                *ssl;
     char                  **subjects;
@@ -300,6 +303,7 @@ struct admin_request {
     struct evhttp_request *req;
     const struct endpoint *ep;
     const char            *actor;
+    char                   actor_buf[ADMIN_NAME_MAX + 1];   /* a reload frees the tokens */
     char                   peer[96];
     char                  *args[MAX_PATH_ARGS];
     unsigned               n_args;
@@ -312,6 +316,30 @@ struct admin_request {
 struct admin *admin_of(const struct admin_request *r)
 {
     return r->a;
+}
+
+const struct config *admin_config(const struct admin *a)
+{
+    return a->cfg;
+}
+
+struct store *admin_store(const struct admin *a)
+{
+    return a->store;
+}
+
+struct delivery_engine *admin_delivery(const struct admin *a)
+{
+    return a->delivery;
+}
+
+int admin_call_reload(struct admin *a, struct buf *errors)
+{
+    if (!a->reload) {
+        buf_puts(errors, "this server cannot reload its config");
+        return -1;
+    }
+    return a->reload(a->reload_ctx, errors);
 }
 
 const char *admin_actor(const struct admin_request *r)
@@ -1073,6 +1101,22 @@ static const struct endpoint endpoints[] = {
     { EVHTTP_REQ_GET, "/api/v1/sources",           true,  page_params, h_sources },
     { EVHTTP_REQ_GET, "/api/v1/destinations",      true,  page_params, h_destinations },
     { EVHTTP_REQ_GET, "/api/v1/destinations/*",    true,  NULL,        h_destination },
+    { EVHTTP_REQ_GET, "/api/v1/destinations/*/queue", true, page_params, admin_api_queue },
+    { EVHTTP_REQ_GET, "/api/v1/destinations/*/dead", true, page_params,  admin_api_dead },
+    { EVHTTP_REQ_POST, "/api/v1/destinations/*/pause", true, NULL,       admin_api_pause },
+    { EVHTTP_REQ_POST, "/api/v1/destinations/*/resume", true, NULL,      admin_api_resume },
+    { EVHTTP_REQ_POST, "/api/v1/destinations/*/dead/requeue", true, admin_api_seq_params,
+      admin_api_requeue },
+    { EVHTTP_REQ_POST, "/api/v1/destinations/*/dead/purge", true, admin_api_seq_params,
+      admin_api_purge },
+    { EVHTTP_REQ_GET, "/api/v1/messages",          true,  admin_api_search_params,
+      admin_api_search },
+    { EVHTTP_REQ_GET, "/api/v1/messages/*",        true,  NULL,        admin_api_message },
+    { EVHTTP_REQ_POST, "/api/v1/messages/*/replay", true, admin_api_replay_params,
+      admin_api_replay },
+    { EVHTTP_REQ_POST, "/api/v1/reload",           true,  NULL,        admin_api_reload },
+    { EVHTTP_REQ_GET, "/api/v1/audit",             true,  admin_api_audit_params,
+      admin_api_audit },
 };
 
 #define N_ENDPOINTS (sizeof endpoints / sizeof endpoints[0])
@@ -1310,8 +1354,13 @@ static void on_request(struct evhttp_request *req, void *arg)
     }
     buf_free(&allow);
     r.ep = ep;
-    if (ep->auth && !(r.actor = authenticate(&r, path)))
-        goto out;
+    if (ep->auth) {
+        const char *who = authenticate(&r, path);
+        if (!who)
+            goto out;
+        snprintf(r.actor_buf, sizeof r.actor_buf, "%s", who);
+        r.actor = r.actor_buf;
+    }
     if (!check_query(&r))
         goto out;
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
@@ -1402,6 +1451,8 @@ int admin_new(const struct admin_opts *o, struct admin **out, char *err, size_t 
     a->ingest = o->ingest;
     a->sources = o->sources;
     a->delivery = o->delivery;
+    a->reload = o->reload;
+    a->reload_ctx = o->reload_ctx;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     a->start_time = (double)ts.tv_sec + (double)(ts.tv_nsec / 1000000) / 1000.0;

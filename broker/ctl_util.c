@@ -4,6 +4,8 @@
 #include "ctl.h"
 
 #include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 int ctl_read_input(const char *prog, const char *path, size_t max, struct buf *b)
@@ -52,4 +54,88 @@ void ctl_put_escaped(FILE *out, const char *p, size_t n)
         else
             fputc(c, out);
     }
+}
+
+/* s with control characters as C escapes, malloc'd. */
+static char *escaped(const char *s)
+{
+    struct buf b = { 0 };
+    for (const char *p = s ? s : ""; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '\n')
+            buf_puts(&b, "\\n");
+        else if (c == '\r')
+            buf_puts(&b, "\\r");
+        else if (c == '\t')
+            buf_puts(&b, "\\t");
+        else if (c < 0x20 || c == 0x7f)
+            buf_printf(&b, "\\x%02x", c);
+        else
+            buf_putc(&b, (char)c);
+    }
+    return buf_take(&b, NULL);
+}
+
+int ctl_table_add(struct ctl_table *t, const char *const *row)
+{
+    char **v = realloc(t->cells, (t->nrows + 1) * t->ncols * sizeof *v);
+    if (!v)
+        return -1;
+    t->cells = v;
+    char **r = v + t->nrows * t->ncols;
+    for (size_t i = 0; i < t->ncols; i++) {
+        if (!(r[i] = escaped(row[i]))) {
+            while (i--)
+                free(r[i]);
+            return -1;
+        }
+    }
+    t->nrows++;
+    return 0;
+}
+
+/* Characters, not bytes: UTF-8 continuation bytes do not count. */
+static size_t width(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xc0) != 0x80;
+    return n;
+}
+
+void ctl_table_print(const struct ctl_table *t, FILE *out)
+{
+    size_t *w = calloc(t->ncols ? t->ncols : 1, sizeof *w);
+    if (!w)
+        return;
+    for (size_t r = 0; r < t->nrows; r++)
+        for (size_t c = 0; c < t->ncols; c++) {
+            size_t n = width(t->cells[r * t->ncols + c]);
+            if (n > w[c])
+                w[c] = n;
+        }
+    for (size_t r = 0; r < t->nrows; r++) {
+        for (size_t c = 0; c < t->ncols; c++) {
+            const char *s = t->cells[r * t->ncols + c];
+            size_t pad = w[c] - width(s);
+            bool last = c + 1 == t->ncols;
+            if (c)
+                fputs("  ", out);
+            if (t->right & (1u << c))
+                fprintf(out, "%*s%s", (int)pad, "", s);
+            else
+                fprintf(out, "%s%*s", s, last ? 0 : (int)pad, "");
+        }
+        fputc('\n', out);
+    }
+    free(w);
+}
+
+void ctl_table_free(struct ctl_table *t)
+{
+    for (size_t i = 0; i < t->nrows * t->ncols; i++)
+        free(t->cells[i]);
+    free(t->cells);
+    t->cells = NULL;
+    t->nrows = 0;
 }

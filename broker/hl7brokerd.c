@@ -18,6 +18,8 @@
 #include <event2/event.h>
 
 #include "admin.h"
+#include "buf.h"
+#include "check.h"
 #include "config.h"
 #include "delivery.h"
 #include "ingest.h"
@@ -120,42 +122,10 @@ static void libevent_log(int severity, const char *msg)
 
 /* ------------------------------------------------------------- --check */
 
-static void print_route_error(void *ctx, const struct route_error *e)
-{
-    fprintf(stderr, "%s\n", e->msg);
-    ++*(size_t *)ctx;
-}
-
 static void log_route_error(void *ctx, const struct route_error *e)
 {
     log_error("config", "route error", "error=%s", e->msg);
     ++*(size_t *)ctx;
-}
-
-static int check_config(const char *path)
-{
-    struct config cfg;
-    struct config_errors errs = { 0 };
-
-    int rc = config_load(path, &cfg, &errs);
-    if (rc == CONFIG_OK) {
-        size_t nerr = 0;
-        struct router *r = router_new(&cfg, print_route_error, &nerr);
-        if (r) {
-            printf("%s: OK (sources=%zu destinations=%zu routes=%zu tables=%zu)\n", path,
-                   cfg.n_sources, cfg.n_destinations, cfg.n_routes, cfg.n_tables);
-            router_free(r);
-        } else {
-            fprintf(stderr, "%s: %zu error%s in routes\n", path, nerr, nerr == 1 ? "" : "s");
-        }
-        config_free(&cfg);
-        return r ? 0 : 1;
-    }
-    for (size_t i = 0; i < errs.n; i++)
-        fprintf(stderr, "%s\n", errs.v[i].msg);
-    fprintf(stderr, "%s: %zu error%s\n", path, errs.n, errs.n == 1 ? "" : "s");
-    config_errors_free(&errs);
-    return 1;
 }
 
 /* ------------------------------------------------------------ data dir */
@@ -264,30 +234,57 @@ static void warn_restart_needed(const struct daemon *d, const struct config *nex
                  y->enabled ? y->listen : "off");
 }
 
-static void on_reload(evutil_socket_t sig, short what, void *arg)
+/* Route errors during a reload: logged, and kept for the caller. */
+struct reload_errors {
+    size_t      n;
+    struct buf *out;   /* may be NULL */
+};
+
+static void reload_route_error(void *ctx, const struct route_error *e)
 {
-    struct daemon *d = arg;
+    struct reload_errors *re = ctx;
+    log_error("config", "route error", "error=%s", e->msg);
+    if (re->out)
+        buf_printf(re->out, "%s\n", e->msg);
+    re->n++;
+}
+
+/* Read the config file again and run it (SIGHUP, POST /api/v1/reload). A
+ * file that does not load or whose routes do not build leaves the running
+ * config in place: returns -1 with each error as a line in errors (may be
+ * NULL). Returns 0 once the new config runs (a source that failed to
+ * start is logged: the rest runs). */
+/* why: "SIGHUP" or what else asked ("admin-api"), for the log. */
+static int daemon_reload(struct daemon *d, const char *why, struct buf *errors)
+{
     struct config next;
     struct config_errors errs = { 0 };
-    (void)sig;
-    (void)what;
 
-    log_info("config", "reloading", "file=%s signal=SIGHUP", d->config_path);
+    if (strcmp(why, "SIGHUP") == 0)
+        log_info("config", "reloading", "file=%s signal=SIGHUP", d->config_path);
+    else
+        log_info("config", "reloading", "file=%s trigger=%s", d->config_path, why);
     int rc = config_load(d->config_path, &next, &errs);
     if (rc != CONFIG_OK) {
         log_config_errors(&errs);
         log_error("config", "reload refused; the running config stays",
                   "file=%s errors=%zu reason=%s", d->config_path, errs.n, config_strerror(rc));
+        for (size_t i = 0; errors && i < errs.n; i++)
+            buf_printf(errors, "%s\n", errs.v[i].msg);
+        if (errors && errs.n == 0)
+            buf_printf(errors, "%s: %s\n", d->config_path, config_strerror(rc));
         config_errors_free(&errs);
-        return;
+        return -1;
     }
-    size_t nerr = 0;
-    struct router *router = router_new(&next, log_route_error, &nerr);
+    struct reload_errors re = { 0, errors };
+    struct router *router = router_new(&next, reload_route_error, &re);
     if (!router) {
         log_error("config", "reload refused; the running config stays",
-                  "file=%s errors=%zu reason=%s", d->config_path, nerr, "route errors");
+                  "file=%s errors=%zu reason=%s", d->config_path, re.n, "route errors");
+        if (errors && re.n == 0)
+            buf_printf(errors, "%s: the routes do not build\n", d->config_path);
         config_free(&next);
-        return;
+        return -1;
     }
     warn_restart_needed(d, &next);
     /* Messages accepted from now on route by the new routes; those
@@ -317,6 +314,19 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     if (failed)
         log_error("config", "reload applied, but some sources did not start",
                   "failed=%zu", failed);
+    return 0;
+}
+
+static void on_reload(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    daemon_reload(arg, "SIGHUP", NULL);
+}
+
+static int admin_reload_cb(void *ctx, struct buf *errors)
+{
+    return daemon_reload(ctx, "admin-api", errors);
 }
 
 /* Start delivery to the running config's destinations. */
@@ -426,6 +436,7 @@ static int run(struct daemon *d)
         struct admin_opts ao = {
             .base = d->base, .cfg = &d->cfg, .store = d->store, .ingest = d->ingest,
             .sources = d->sources, .delivery = d->delivery,
+            .reload = admin_reload_cb, .reload_ctx = d,
         };
         if (admin_new(&ao, &d->admin, aerr, sizeof aerr)) {
             log_error("daemon", "cannot start: the admin API did not start", "error=%s", aerr);
@@ -522,7 +533,7 @@ int main(int argc, char **argv)
     }
 
     if (check)
-        return check_config(d.config_path);
+        return broker_check_config(d.config_path, stdout, stderr);
 
     signal(SIGPIPE, SIG_IGN);
     int rc = run(&d);

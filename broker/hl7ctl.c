@@ -209,12 +209,27 @@ static int cmd_parse(int argc, char **argv)
 int cmd_send(int argc, char **argv);   /* ctl_send.c */
 int cmd_route_test(int argc, char **argv);   /* ctl_route.c */
 int cmd_audit(int argc, char **argv);        /* ctl_audit.c */
+/* ctl_admin.c: online commands (the admin API) and check-config */
+int cmd_stats(int, char **), cmd_queues(int, char **), cmd_search(int, char **),
+    cmd_show(int, char **), cmd_replay(int, char **), cmd_dead(int, char **),
+    cmd_pause(int, char **), cmd_resume(int, char **), cmd_reload(int, char **),
+    cmd_check_config(int, char **);
 
 static const struct command commands[] = {
     { "parse", cmd_parse, "print HL7 v2 messages as a tree of paths and values" },
     { "send", cmd_send, "send HL7 v2 messages over MLLP (or TLS) and print each ACK" },
     { "route-test", cmd_route_test, "run a config's routes on messages: what matches, why not, the bytes sent" },
     { "audit", cmd_audit, "verify the audit log's hash chain, or print its last records" },
+    { "check-config", cmd_check_config, "validate a config file offline (as hl7brokerd --check)" },
+    { "stats", cmd_stats, "online: sources and destinations with their counters" },
+    { "queues", cmd_queues, "online: every destination's queue, or one's entries" },
+    { "search", cmd_search, "online: find stored messages (NHS number, control id, type, time...)" },
+    { "show", cmd_show, "online: one message, its segments and deliveries (--raw: its bytes)" },
+    { "replay", cmd_replay, "online: queue a message again, to where it went or --to DEST" },
+    { "dead", cmd_dead, "online: dead letters: list, requeue or purge DEST [--seq N]" },
+    { "pause", cmd_pause, "online: stop delivery to a destination" },
+    { "resume", cmd_resume, "online: restart delivery to a destination" },
+    { "reload", cmd_reload, "online: read the broker's config again (as SIGHUP)" },
 };
 
 static void usage(FILE *f)
@@ -227,7 +242,11 @@ static void usage(FILE *f)
         "Commands:\n", prog);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
-    fprintf(f, "\n'%s COMMAND --help' explains a command.\n", prog);
+    fprintf(f, "\n'%s COMMAND --help' explains a command. Online commands take --url URL,\n"
+               "--token TOKEN or --token-file FILE, --ca FILE and --json (the API's own\n"
+               "JSON); HL7BROKER_URL (default http://127.0.0.1:8088) and HL7BROKER_TOKEN\n"
+               "set them from the environment. Exit status of online commands: 0 ok,\n"
+               "1 not found or failed, 2 usage, 3 broker unreachable, 4 token refused.\n", prog);
 }
 
 int main(int argc, char **argv)

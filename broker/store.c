@@ -2186,3 +2186,508 @@ int store_prune_errors(struct store_txn *t, struct store_prune *p, uint64_t cuto
     }
     return rc;
 }
+
+/* ------------------------------------------------------------ the admin API */
+
+int store_dest_find(struct store *s, const char *name, uint32_t *id)
+{
+    size_t n = strlen(name ? name : "");
+    if (n == 0 || n > 400)
+        return STORE_E_NOT_FOUND;
+    char key[sizeof META_DEST_PREFIX + 400];
+    memcpy(key, META_DEST_PREFIX, sizeof META_DEST_PREFIX - 1);
+    memcpy(key + sizeof META_DEST_PREFIX - 1, name, n);
+    MDB_val k = { sizeof META_DEST_PREFIX - 1 + n, key }, v;
+    MDB_txn *txn;
+    int rc = begin_read(s, &txn);
+    if (rc)
+        return rc;
+    rc = mdb_get(txn, s->dbi[DB_META], &k, &v);
+    if (rc == MDB_NOTFOUND)
+        rc = STORE_E_NOT_FOUND;
+    else if (rc)
+        rc = fail(s, rc, "meta dest:");
+    else if (v.mv_size != 4)
+        rc = fail_code(s, STORE_E_CORRUPT, "meta dest: entry has the wrong size");
+    else
+        *id = get_be32(v.mv_data);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+/* A dead letter: format, msg id, u32-length final error. */
+static int dec_dead(const MDB_val *v, uint64_t *msg_id, const uint8_t **err, size_t *err_len)
+{
+    struct dec d = { v->mv_data, v->mv_size };
+    if (dec_format(&d) || dec_u64(&d, msg_id) || dec_str(&d, err, err_len) || d.left != 0)
+        return STORE_E_CORRUPT;
+    return 0;
+}
+
+/* Copy n bytes NUL-terminated into a fixed buffer or a malloc'd one. */
+static char *dup_bytes(const uint8_t *p, size_t n)
+{
+    char *c = malloc(n + 1);
+    if (c) {
+        if (n)
+            memcpy(c, p, n);
+        c[n] = '\0';
+    }
+    return c;
+}
+
+int store_queue_list(struct store *s, uint32_t dest_id, bool dead, uint64_t offset,
+                     uint64_t limit, uint64_t *total, store_queue_fn fn, void *ctx)
+{
+    int db = dead ? DB_DEAD : DB_OUTBOX;
+    MDB_txn *txn;
+    MDB_cursor *c = NULL;
+    uint8_t kb[12];
+    MDB_val k = { 12, kb }, v;
+    uint64_t count = 0;
+    bool stop = false;
+    outbox_key(kb, dest_id, 0);
+    int rc = begin_read(s, &txn);
+    if (rc)
+        return rc;
+    if ((rc = mdb_cursor_open(txn, s->dbi[db], &c))) {
+        rc = fail(s, rc, db_names[db]);
+        goto out;
+    }
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT), count++) {
+        if (k.mv_size != 12 || get_be32(k.mv_data) != dest_id)
+            break;
+        if (stop || count < offset || count - offset >= limit)
+            continue;
+        struct store_queue_item it = { .seq = get_be64((uint8_t *)k.mv_data + 4) };
+        const uint8_t *e;
+        size_t el;
+        int bad = dead ? dec_dead(&v, &it.msg_id, &e, &el)
+                       : dec_outbox(&v, &it.msg_id, &it.attempts, &it.next_attempt_ms, &e, &el);
+        if (bad) {
+            snprintf(s->err, sizeof s->err, "store %s: %s entry %u/%llu does not decode",
+                     s->dir, db_names[db], dest_id, (unsigned long long)it.seq);
+            rc = STORE_E_CORRUPT;
+            goto out;
+        }
+        const uint8_t *mp[3];
+        size_t ml[3];
+        msg_fields(txn, s, it.msg_id, &it.received_ms, mp, ml, NULL, NULL);
+        char *strs[4] = { dup_bytes(e, el), dup_bytes(mp[0], ml[0]), dup_bytes(mp[1], ml[1]),
+                          dup_bytes(mp[2], ml[2]) };
+        if (!strs[0] || !strs[1] || !strs[2] || !strs[3])
+            rc = STORE_E_NOMEM;
+        else {
+            it.error = strs[0], it.control_id = strs[1], it.code = strs[2], it.trigger = strs[3];
+            stop = fn(ctx, &it) != 0;
+        }
+        for (int i = 0; i < 4; i++)
+            free(strs[i]);
+        if (rc)
+            goto out;
+    }
+    if (rc && rc != MDB_NOTFOUND) {
+        rc = fail(s, rc, db_names[db]);
+        goto out;
+    }
+    rc = 0;
+    if (total)
+        *total = count;
+out:
+    if (c)
+        mdb_cursor_close(c);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+/* Decode message id's record from v and hand it to fn. */
+static int scan_one(struct store *s, uint64_t id, const MDB_val *v, store_msg_fn fn, void *ctx,
+                    bool *stop)
+{
+    struct store_msg m;
+    void *owner = NULL;
+    int rc = dec_msg(v, &m, &owner);
+    if (rc == STORE_E_CORRUPT) {
+        snprintf(s->err, sizeof s->err, "store %s: messages record %llu does not decode",
+                 s->dir, (unsigned long long)id);
+        return rc;
+    }
+    if (rc)
+        return rc;
+    *stop = fn(ctx, id, &m) != 0;
+    free(owner);
+    return 0;
+}
+
+int store_msg_scan(struct store *s, const char *nhs_number, uint64_t max_scan,
+                   store_msg_fn fn, void *ctx, uint64_t *scanned, bool *more)
+{
+    MDB_txn *txn;
+    MDB_cursor *c = NULL;
+    MDB_val k, v;
+    uint64_t n = 0;
+    bool stop = false, left = false;
+    int rc = begin_read(s, &txn);
+    if (rc)
+        return rc;
+    int db = nhs_number ? DB_BY_PATIENT : DB_MESSAGES;
+    if ((rc = mdb_cursor_open(txn, s->dbi[db], &c))) {
+        rc = fail(s, rc, db_names[db]);
+        goto out;
+    }
+    if (nhs_number) {
+        if (!is_nhs_number(nhs_number)) {
+            rc = STORE_E_INVAL;
+            goto out;
+        }
+        /* the entry after this patient's last, then backwards */
+        uint8_t pk[NHS_LEN + 8];
+        memcpy(pk, nhs_number, NHS_LEN);
+        memset(pk + NHS_LEN, 0xff, 8);
+        k = (MDB_val){ sizeof pk, pk };
+        rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+        if (rc == 0)
+            rc = mdb_cursor_get(c, &k, &v, MDB_PREV);
+        else if (rc == MDB_NOTFOUND)
+            rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+        for (; rc == 0 && !stop; rc = mdb_cursor_get(c, &k, &v, MDB_PREV)) {
+            if (k.mv_size != NHS_LEN + 8 || memcmp(k.mv_data, nhs_number, NHS_LEN) != 0)
+                break;
+            if (max_scan && n >= max_scan) {
+                left = true;
+                break;
+            }
+            n++;
+            uint64_t id = get_be64((uint8_t *)k.mv_data + NHS_LEN);
+            uint8_t kb[8];
+            put_be64(kb, id);
+            MDB_val mk = { 8, kb }, mv;
+            int r2 = mdb_get(txn, s->dbi[DB_MESSAGES], &mk, &mv);
+            if (r2 == MDB_NOTFOUND)
+                continue;   /* pruned */
+            if (r2) {
+                rc = fail(s, r2, "messages");
+                goto out;
+            }
+            if ((r2 = scan_one(s, id, &mv, fn, ctx, &stop))) {
+                rc = r2;
+                goto out;
+            }
+        }
+    } else {
+        for (rc = mdb_cursor_get(c, &k, &v, MDB_LAST); rc == 0 && !stop;
+             rc = mdb_cursor_get(c, &k, &v, MDB_PREV)) {
+            if (max_scan && n >= max_scan) {
+                left = true;
+                break;
+            }
+            n++;
+            if (k.mv_size != 8)
+                continue;
+            int r2 = scan_one(s, get_be64(k.mv_data), &v, fn, ctx, &stop);
+            if (r2) {
+                rc = r2;
+                goto out;
+            }
+        }
+    }
+    if (rc && rc != MDB_NOTFOUND) {
+        rc = fail(s, rc, db_names[db]);
+        goto out;
+    }
+    rc = 0;
+out:
+    if (c)
+        mdb_cursor_close(c);
+    mdb_txn_abort(txn);
+    if (scanned)
+        *scanned = n;
+    if (more)
+        *more = left;
+    return rc;
+}
+
+int store_has_payload(struct store *s, uint32_t dest_id, uint64_t msg_id, bool *yes)
+{
+    MDB_txn *txn;
+    uint8_t pk[12];
+    outbox_key(pk, dest_id, msg_id);
+    MDB_val k = { 12, pk }, v;
+    int rc = begin_read(s, &txn);
+    if (rc)
+        return rc;
+    rc = mdb_get(txn, s->dbi[DB_PAYLOADS], &k, &v);
+    *yes = rc == 0;
+    mdb_txn_abort(txn);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : fail(s, rc, "payloads");
+}
+
+/* Where msg_id stands in dest_id's outbox or dead letters (the last
+ * entry for it: a replay may queue a message twice). */
+static int find_entry(struct store *s, MDB_txn *txn, int db, uint32_t dest_id, uint64_t msg_id,
+                      struct store_delivery *d, char **err)
+{
+    MDB_cursor *c;
+    uint8_t kb[12];
+    MDB_val k = { 12, kb }, v;
+    outbox_key(kb, dest_id, 0);
+    int rc = mdb_cursor_open(txn, s->dbi[db], &c);
+    if (rc)
+        return fail(s, rc, db_names[db]);
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != 12 || get_be32(k.mv_data) != dest_id)
+            break;
+        uint64_t m = 0;
+        uint32_t attempts = 0;
+        const uint8_t *e = NULL;
+        size_t el = 0;
+        int bad = db == DB_DEAD ? dec_dead(&v, &m, &e, &el)
+                                : dec_outbox(&v, &m, &attempts, NULL, &e, &el);
+        if (bad || m != msg_id)
+            continue;
+        char *copy = dup_bytes(e, el);
+        if (!copy) {
+            mdb_cursor_close(c);
+            return STORE_E_NOMEM;
+        }
+        free(*err);
+        *err = copy;
+        d->status = db == DB_DEAD ? STORE_DELIVERY_DEAD : STORE_DELIVERY_QUEUED;
+        d->seq = get_be64((uint8_t *)k.mv_data + 4);
+        d->attempts = attempts;
+    }
+    mdb_cursor_close(c);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : fail(s, rc, db_names[db]);
+}
+
+int store_msg_deliveries(struct store *s, uint64_t msg_id, store_delivery_fn fn, void *ctx)
+{
+    MDB_txn *txn;
+    MDB_cursor *c = NULL;
+    MDB_val k = { sizeof META_DEST_PREFIX - 1, (void *)META_DEST_PREFIX }, v;
+    int rc = begin_read(s, &txn);
+    if (rc)
+        return rc;
+    if ((rc = mdb_cursor_open(txn, s->dbi[DB_META], &c))) {
+        rc = fail(s, rc, "meta");
+        goto out;
+    }
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        size_t pl = sizeof META_DEST_PREFIX - 1;
+        if (k.mv_size < pl || memcmp(k.mv_data, META_DEST_PREFIX, pl) != 0)
+            break;
+        if (v.mv_size != 4)
+            continue;
+        uint32_t dest_id = get_be32(v.mv_data);
+        uint8_t pk[12];
+        outbox_key(pk, dest_id, msg_id);
+        MDB_val pkv = { 12, pk }, pv;
+        int r2 = mdb_get(txn, s->dbi[DB_PAYLOADS], &pkv, &pv);
+        if (r2 == MDB_NOTFOUND)
+            continue;
+        if (r2) {
+            rc = fail(s, r2, "payloads");
+            goto out;
+        }
+        struct store_delivery d = { .dest_id = dest_id, .status = STORE_DELIVERY_DELIVERED };
+        char *name = dup_bytes((uint8_t *)k.mv_data + pl, k.mv_size - pl), *err = NULL;
+        const uint8_t *payload = (uint8_t *)pv.mv_data + 1;
+        size_t plen = pv.mv_size ? pv.mv_size - 1 : 0;
+        if (pv.mv_size == 1 && ((uint8_t *)pv.mv_data)[0] == FORMAT_SAME) {
+            const uint8_t *mp[3], *raw;
+            size_t ml[3], raw_len;
+            msg_fields(txn, s, msg_id, NULL, mp, ml, &raw, &raw_len);
+            payload = raw, plen = raw ? raw_len : 0;
+        }
+        char *pcopy = dup_bytes(payload ? payload : (const uint8_t *)"", plen);
+        if (!name || !pcopy) {
+            free(name), free(pcopy);
+            rc = STORE_E_NOMEM;
+            goto out;
+        }
+        if ((r2 = find_entry(s, txn, DB_OUTBOX, dest_id, msg_id, &d, &err)) == 0 &&
+            d.status == STORE_DELIVERY_DELIVERED)
+            r2 = find_entry(s, txn, DB_DEAD, dest_id, msg_id, &d, &err);
+        int stop = 0;
+        if (!r2) {
+            d.dest = name, d.error = err ? err : "", d.payload = pcopy, d.len = plen;
+            stop = fn(ctx, &d);
+        }
+        free(name), free(err), free(pcopy);
+        if (r2) {
+            rc = r2;
+            goto out;
+        }
+        if (stop)
+            break;
+    }
+    rc = rc == 0 || rc == MDB_NOTFOUND ? 0 : fail(s, rc, "meta");
+out:
+    if (c)
+        mdb_cursor_close(c);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+/* Add an outbox entry for msg_id at dest_id's next seq. */
+static int outbox_add(struct store_txn *t, uint32_t dest_id, uint64_t msg_id, uint64_t *seq_out)
+{
+    uint64_t seq, dead_seq;
+    int rc;
+    if ((rc = next_seq(t, DB_OUTBOX, dest_id, &seq)) ||
+        (rc = next_seq(t, DB_DEAD, dest_id, &dead_seq)))
+        return rc;
+    if (dead_seq > seq)
+        seq = dead_seq;
+    uint8_t kb[12], vb[OUTBOX_VAL_MIN];
+    outbox_key(kb, dest_id, seq);
+    vb[0] = FORMAT;
+    put_be64(vb + 1, msg_id);
+    put_be32(vb + 9, 0);
+    put_be64(vb + 13, 0);
+    put_be32(vb + 21, 0);
+    MDB_val k = { 12, kb }, v = { sizeof vb, vb };
+    if ((rc = put(t, DB_OUTBOX, &k, &v, MDB_NOOVERWRITE)))
+        return rc;
+    if (seq_out)
+        *seq_out = seq;
+    return 0;
+}
+
+/* The dead letters of dest_id (or the one seq) as seq/msg id pairs, in order. */
+static int dead_collect(struct store_txn *t, uint32_t dest_id, uint64_t only, uint64_t **pairs,
+                        size_t *n)
+{
+    struct store *s = t->s;
+    MDB_cursor *c;
+    uint8_t kb[12];
+    MDB_val k = { 12, kb }, v;
+    size_t cap = 0;
+    *pairs = NULL;
+    *n = 0;
+    outbox_key(kb, dest_id, only);
+    int rc = mdb_cursor_open(t->txn, s->dbi[DB_DEAD], &c);
+    if (rc)
+        return fail(s, rc, "dead");
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != 12 || get_be32(k.mv_data) != dest_id)
+            break;
+        uint64_t seq = get_be64((uint8_t *)k.mv_data + 4), msg_id;
+        const uint8_t *e;
+        size_t el;
+        if (only && seq != only)
+            break;
+        if (dec_dead(&v, &msg_id, &e, &el)) {
+            snprintf(s->err, sizeof s->err, "store %s: dead entry %u/%llu does not decode",
+                     s->dir, dest_id, (unsigned long long)seq);
+            rc = STORE_E_CORRUPT;
+            break;
+        }
+        if (*n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            uint64_t *p = realloc(*pairs, ncap * 2 * sizeof *p);
+            if (!p) {
+                rc = STORE_E_NOMEM;
+                break;
+            }
+            *pairs = p;
+            cap = ncap;
+        }
+        (*pairs)[2 * *n] = seq;
+        (*pairs)[2 * *n + 1] = msg_id;
+        (*n)++;
+        if (only)
+            break;
+    }
+    mdb_cursor_close(c);
+    if (rc == MDB_NOTFOUND)
+        rc = 0;
+    else if (rc > 0)
+        rc = fail(s, rc, "dead");
+    if (!rc && only && *n == 0) {
+        snprintf(s->err, sizeof s->err, "store %s: no dead letter %u/%llu", s->dir, dest_id,
+                 (unsigned long long)only);
+        rc = STORE_E_NOT_FOUND;
+    }
+    if (rc) {
+        free(*pairs);
+        *pairs = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+static int dead_move(struct store_txn *t, uint32_t dest_id, uint64_t seq, uint64_t *n,
+                     bool requeue)
+{
+    int rc = txn_check(t);
+    if (rc)
+        return rc;
+    uint64_t *pairs;
+    size_t count;
+    if ((rc = dead_collect(t, dest_id, seq, &pairs, &count)))
+        return rc;
+    for (size_t i = 0; i < count && !rc; i++) {
+        uint8_t kb[12];
+        outbox_key(kb, dest_id, pairs[2 * i]);
+        MDB_val k = { 12, kb };
+        /* delete first: the new seq is then one past the outbox's and the
+           remaining dead letters' highest, and the order is kept */
+        if (!(rc = del(t, DB_DEAD, &k)) && requeue)
+            rc = outbox_add(t, dest_id, pairs[2 * i + 1], NULL);
+    }
+    free(pairs);
+    if (!rc && n)
+        *n = count;
+    return rc;
+}
+
+int store_dead_requeue(struct store_txn *t, uint32_t dest_id, uint64_t seq, uint64_t *n)
+{
+    return dead_move(t, dest_id, seq, n, true);
+}
+
+int store_dead_purge(struct store_txn *t, uint32_t dest_id, uint64_t seq, uint64_t *n)
+{
+    return dead_move(t, dest_id, seq, n, false);
+}
+
+int store_replay(struct store_txn *t, const char *dest, uint64_t msg_id, uint64_t *seq)
+{
+    int rc = txn_check(t);
+    if (rc)
+        return rc;
+    struct store *s = t->s;
+    uint8_t kb[8];
+    put_be64(kb, msg_id);
+    MDB_val mk = { 8, kb }, mv;
+    rc = mdb_get(t->txn, s->dbi[DB_MESSAGES], &mk, &mv);
+    if (rc == MDB_NOTFOUND) {
+        snprintf(s->err, sizeof s->err, "store %s: no message %llu", s->dir,
+                 (unsigned long long)msg_id);
+        return STORE_E_NOT_FOUND;
+    }
+    if (rc)
+        return fail(s, rc, "messages");
+    uint32_t id;
+    if ((rc = store_dest_id(t, dest, &id)))
+        return rc;
+    uint8_t pk[12];
+    outbox_key(pk, id, msg_id);
+    MDB_val pkv = { 12, pk }, pv;
+    rc = mdb_get(t->txn, s->dbi[DB_PAYLOADS], &pkv, &pv);
+    if (rc == MDB_NOTFOUND) {
+        /* never routed there: the message's own bytes */
+        uint8_t same = FORMAT_SAME;
+        MDB_val sv = { 1, &same };
+        if ((rc = put(t, DB_PAYLOADS, &pkv, &sv, 0)))
+            return rc;
+    } else if (rc) {
+        return fail(s, rc, "payloads");
+    }
+    return outbox_add(t, id, msg_id, seq);
+}

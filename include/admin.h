@@ -25,6 +25,15 @@ struct store;
 struct ingest;
 struct sources;
 struct delivery_engine;
+struct buf;
+
+/* POST /api/v1/reload calls back into the daemon: do what SIGHUP does
+ * (read the config file again; a bad one leaves the running config in
+ * place). Returns 0 when the new config runs, or -1 with every error
+ * appended to errors, one line each. Called from the event loop, inside
+ * a request: it may replace the delivery engine (admin_set_delivery) and
+ * the tokens (admin_reload). */
+typedef int (*admin_reload_fn)(void *ctx, struct buf *errors);
 
 /* ---------------------------------------------------------- tokens
  *
@@ -78,6 +87,8 @@ struct admin_opts {
     struct ingest          *ingest;
     struct sources         *sources;
     struct delivery_engine *delivery;   /* may be NULL; see admin_set_delivery */
+    admin_reload_fn         reload;     /* NULL: POST /api/v1/reload answers 409 */
+    void                   *reload_ctx;
 };
 
 /* Load the tokens, make the TLS context (broker.admin.tls), bind
@@ -112,6 +123,14 @@ const char *admin_path_arg(const struct admin_request *r, unsigned i);
 /* The request body (POST/PUT), NUL-terminated; len may be NULL. */
 const char *admin_body(const struct admin_request *r, size_t *len);
 struct admin *admin_of(const struct admin_request *r);
+/* What the server was given (the config as running now; the engine may be
+ * NULL while delivery is not running). */
+const struct config    *admin_config(const struct admin *a);
+struct store           *admin_store(const struct admin *a);
+struct delivery_engine *admin_delivery(const struct admin *a);
+/* Call the daemon's reload (see admin_reload_fn); -1 with a line in
+ * errors when there is none. */
+int admin_call_reload(struct admin *a, struct buf *errors);
 
 /* Replies; exactly one per request. admin_reply_json takes body's
  * reference (it is serialised and freed). admin_reply_error answers
@@ -149,6 +168,15 @@ int admin_audit(struct admin_request *r, const char *action, const char *subject
                 const char *outcome, const char *details);
 
 /* ---------------------------------------------------------- for tests */
+
+/* A time as the API takes it: milliseconds since the Unix epoch (digits),
+ * or ISO 8601 in UTC: YYYY-MM-DD, YYYY-MM-DDTHH:MM, ...:SS, ...:SS.fff,
+ * each optionally ending in Z (a space may stand for the T). Returns 0,
+ * or -1 for anything else (a field out of range, an offset other than Z,
+ * a year before 1970 or after 9999). */
+int admin_parse_time(const char *s, uint64_t *ms);
+/* ms as "YYYY-MM-DDTHH:MM:SS.fffZ" into out (at least 32 bytes). */
+void admin_format_time(uint64_t ms, char *out, size_t len);
 
 /* The Prometheus text of the current figures into a malloc'd string
  * (caller frees); NULL without memory. */

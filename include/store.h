@@ -355,4 +355,83 @@ int store_prune_messages(struct store_txn *t, struct store_prune *p, uint64_t cu
 int store_prune_errors(struct store_txn *t, struct store_prune *p, uint64_t cutoff_ms,
                        size_t max, struct store_prune_counts *c, bool *done);
 
+
+/* ------------------------------------------------------------ the admin API
+ * Reading the outbox, the dead letters, the messages and the audit log for
+ * operators, and the changes they make (requeue, purge, replay). Readers
+ * take a read transaction of their own (committed data only); callbacks
+ * get pointers valid only during the call, and return nonzero to stop. */
+
+/* The id of the destination named name, without assigning one:
+ * STORE_E_NOT_FOUND when no message was ever queued for it. */
+int store_dest_find(struct store *s, const char *name, uint32_t *id);
+
+/* One entry of an outbox or of the dead letters. */
+struct store_queue_item {
+    uint64_t    seq, msg_id;
+    uint32_t    attempts;          /* outbox only */
+    uint64_t    next_attempt_ms;   /* outbox only */
+    uint64_t    received_ms;       /* the message's (0 when its record is gone) */
+    const char *error;             /* last error (outbox) or final error (dead) */
+    const char *control_id, *code, *trigger;   /* "" when the message is gone */
+};
+typedef int (*store_queue_fn)(void *ctx, const struct store_queue_item *it);
+
+/* dest_id's outbox (dead false) or dead letters (dead true) in seq order:
+ * *total receives the number of entries; fn is called for entries
+ * offset .. offset + limit - 1. STORE_E_CORRUPT for an entry that does
+ * not decode. */
+int store_queue_list(struct store *s, uint32_t dest_id, bool dead, uint64_t offset,
+                     uint64_t limit, uint64_t *total, store_queue_fn fn, void *ctx);
+
+/* Messages newest first. With nhs_number (10 digits) only the by_patient
+ * index is walked; otherwise messages with ids below before_id (0: all),
+ * at most max_scan of them (0: no limit). fn gets each decoded message;
+ * *scanned receives how many were looked at and *more whether any were
+ * left unlooked at because of max_scan (either may be NULL). */
+typedef int (*store_msg_fn)(void *ctx, uint64_t id, const struct store_msg *m);
+int store_msg_scan(struct store *s, const char *nhs_number, uint64_t max_scan,
+                   store_msg_fn fn, void *ctx, uint64_t *scanned, bool *more);
+
+/* Whether dest_id holds a payload for msg_id (the message was routed there). */
+int store_has_payload(struct store *s, uint32_t dest_id, uint64_t msg_id, bool *yes);
+
+/* What became of one message at each destination it was queued for. */
+enum store_delivery_status {
+    STORE_DELIVERY_QUEUED = 1,     /* in the outbox */
+    STORE_DELIVERY_DEAD = 2,       /* in the dead letters */
+    STORE_DELIVERY_DELIVERED = 3,  /* in neither: confirmed */
+};
+struct store_delivery {
+    const char *dest;              /* the destination's name */
+    uint32_t    dest_id;
+    int         status;            /* enum store_delivery_status */
+    uint64_t    seq;               /* queued or dead: its entry (0 when delivered) */
+    uint32_t    attempts;          /* queued: attempts so far */
+    const char *error;             /* queued: last error; dead: final error; else "" */
+    const char *payload;           /* the bytes sent (or to be), the message's own
+                                      when stored as the same-bytes marker */
+    size_t      len;
+};
+typedef int (*store_delivery_fn)(void *ctx, const struct store_delivery *d);
+/* Every destination holding a payload for msg_id, in destination id
+ * order. Finding the status walks that destination's outbox and dead
+ * letters. */
+int store_msg_deliveries(struct store *s, uint64_t msg_id, store_delivery_fn fn, void *ctx);
+
+/* Move dest_id's dead letters (all when seq is 0, else that one) back to
+ * the end of its outbox, in their order, with attempts 0 and no error.
+ * *n receives how many. STORE_E_NOT_FOUND when seq names no dead letter. */
+int store_dead_requeue(struct store_txn *t, uint32_t dest_id, uint64_t seq, uint64_t *n);
+/* Delete dest_id's dead letters (all, or the one seq); payloads stay.
+ * STORE_E_NOT_FOUND when seq names no dead letter. */
+int store_dead_purge(struct store_txn *t, uint32_t dest_id, uint64_t seq, uint64_t *n);
+
+/* Queue message msg_id again for dest, with the payload stored for it
+ * there (the message's own bytes when there is none). *seq (may be NULL)
+ * receives the new outbox position. STORE_E_NOT_FOUND when there is no
+ * such message. */
+int store_replay(struct store_txn *t, const char *dest, uint64_t msg_id, uint64_t *seq);
+
+
 #endif

@@ -66,7 +66,7 @@ static bool dir_usable(const char *path, char *why, size_t whylen)
         return true;
     }
     if (errno != ENOENT) {
-        snprintf(why, whylen, "\"%s\": %s", path, strerror(errno));
+        snprintf(why, whylen, "\"%s\" cannot be used as a directory: %s", path, strerror(errno));
         return false;
     }
     char *p = strdup(path);

@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -865,7 +866,7 @@ int file_source_configure(struct adapter *a, char *err, size_t errlen)
     struct file_source *s = a->state;
     const struct file_source_opts *o = a->src->opts;
     s->a = a;
-    s->ino_fd = s->ino_wd = -1;
+    s->ino_fd = s->ino_wd = s->lock_fd = -1;
     s->poll_ms = o->poll_ms;
     s->settle_ms = o->settle_ms;
     s->max_message = (size_t)o->max_message_bytes;
@@ -907,6 +908,23 @@ int file_source_start(struct adapter *a, char *err, size_t errlen)
             return -1;
         }
     }
+    /* One taker per work_dir: another source (here or in another broker)
+       would take again the files this one has in flight. */
+    char *lock = join(s->work, ".lock");
+    if (!lock) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    s->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        snprintf(err, errlen, e == EWOULDBLOCK ? "work_dir %s is in use by another file source "
+                 "(here or in another broker): give each source a folder of its own" :
+                 "work_dir %s: cannot lock %s: %s", s->work, lock, strerror(e));
+        free(lock);
+        return -1;
+    }
+    free(lock);
     if (!(s->scan_ev = evtimer_new(a->base, on_scan, s))) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -992,6 +1010,9 @@ void file_source_stop(struct adapter *a)
     if (s->ino_fd >= 0)
         close(s->ino_fd);
     s->ino_fd = s->ino_wd = -1;
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);
+    s->lock_fd = -1;
     free(s->name);
     free(s->dir);
     free(s->work);

@@ -24,6 +24,7 @@ struct file_source {
     size_t               max_message, max_file;
     /* running */
     bool                 started, draining, recovered;
+    int                  lock_fd;             /* work_dir/.lock, flocked; -1 when none */
     int                  ino_fd, ino_wd;      /* inotify; -1 when none */
     struct event        *ino_ev;
     struct event        *scan_ev;

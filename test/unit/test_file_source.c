@@ -4,7 +4,7 @@
  * several, batch), only when settled, never dot/.tmp/.part files; refused
  * messages and files into error/ with a reason; size limits; names never
  * replaced; files left in the work folder taken again at start; drain,
- * busy and stop with replies outstanding.
+ * busy and stop with replies outstanding; one source per work folder.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -393,6 +393,25 @@ static void test_drain_busy_stop(void **state)
     assert_int_equal(count(f, "messages"), 2 + exists(f->work, "late.hl7"));
 }
 
+/* A second source on the same work folder would take again the files the
+ * first has in flight: it does not start. */
+static void test_work_dir_locked(void **state)
+{
+    struct fixture *f = *state;
+    start(f);
+    struct config_source other = f->src;
+    other.name = "other";
+    char err[512] = "";
+    struct adapter *b = adapter_new_source(&other, f->base, f->ingest, err, sizeof err);
+    assert_non_null(b);
+    assert_int_not_equal(b->type->start(b, err, sizeof err), 0);
+    assert_non_null(strstr(err, "in use by another file source"));
+    adapter_free(b);
+    adapter_free(f->a);   /* stopped: the folder is free again */
+    f->a = NULL;
+    start(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -402,6 +421,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_names_never_replaced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_work_left_over, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain_busy_stop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_work_dir_locked, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

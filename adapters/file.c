@@ -1,8 +1,9 @@
 /*
- * file.c: the "file" adapter type, destination role: one file per message
- * in a directory, written so that a reader never sees a partial file under
- * a final name (write a dot-prefixed temporary, fsync, rename without
- * replacing, fsync the directory). The file source is not written yet.
+ * file.c: the "file" adapter type, and its destination role (the source
+ * role is file_source.c; the table's functions dispatch on a->role): one
+ * file per message in a directory, written so that a reader never sees a
+ * partial file under a final name (write a dot-prefixed temporary, fsync,
+ * rename without replacing, fsync the directory).
  *
  * Names: "<msg id>-<code>_<trigger>-<control id>.hl7" (".json" when the
  * payload is JSON), each part cut to [A-Za-z0-9._-]. A final name that
@@ -25,6 +26,7 @@
 #include "adapter.h"
 #include "adapter_config.h"
 #include "delivery.h"
+#include "file_source.h"
 #include "log.h"
 
 #define COMPONENT "file"
@@ -41,13 +43,9 @@ struct file_dest {
     struct adapter_stats   st;
 };
 
-static int file_configure(struct adapter *a, char *err, size_t errlen)
+static int dest_configure(struct adapter *a, char *err, size_t errlen)
 {
     struct file_dest *s = a->state;
-    if (a->role != ADAPTER_DESTINATION) {
-        snprintf(err, errlen, "adapter type \"file\" cannot run as a source yet");
-        return -1;
-    }
     const struct file_destination_opts *o = a->dst->opts;
     s->a = a;
     if (!(s->name = strdup(a->name)) || !(s->dir = strdup(o->directory))) {
@@ -57,8 +55,8 @@ static int file_configure(struct adapter *a, char *err, size_t errlen)
     return 0;
 }
 
-/* mkdir -p */
-static int make_dirs(const char *path)
+/* mkdir -p (the source makes its folders with it too) */
+int file_make_dirs(const char *path)
 {
     char *p = strdup(path);
     int rc = 0;
@@ -90,10 +88,10 @@ static void on_later(evutil_socket_t fd, short what, void *arg)
         delivery_report(s->a, d, s->outcome, detail);
 }
 
-static int file_start(struct adapter *a, char *err, size_t errlen)
+static int dest_start(struct adapter *a, char *err, size_t errlen)
 {
     struct file_dest *s = a->state;
-    if (make_dirs(s->dir) != 0) {
+    if (file_make_dirs(s->dir) != 0) {
         snprintf(err, errlen, "directory %s: cannot create it: %s", s->dir, strerror(errno));
         return -1;
     }
@@ -221,7 +219,7 @@ out:
     return o;
 }
 
-static int file_send(struct adapter *a, const struct delivery *d)
+static int dest_send(struct adapter *a, const struct delivery *d)
 {
     struct file_dest *s = a->state;
     if (!s->later || s->d)
@@ -232,18 +230,13 @@ static int file_send(struct adapter *a, const struct delivery *d)
     return 0;
 }
 
-static void file_drain(struct adapter *a)
-{
-    (void)a;
-}
-
-static bool file_busy(const struct adapter *a)
+static bool dest_busy(const struct adapter *a)
 {
     const struct file_dest *s = a->state;
     return s->d != NULL;
 }
 
-static void file_stop(struct adapter *a)
+static void dest_stop(struct adapter *a)
 {
     struct file_dest *s = a->state;
     if (s->later)
@@ -255,16 +248,67 @@ static void file_stop(struct adapter *a)
     s->name = s->dir = NULL;
 }
 
-static void file_stats(const struct adapter *a, struct adapter_stats *out)
+static void dest_stats(const struct adapter *a, struct adapter_stats *out)
 {
     const struct file_dest *s = a->state;
     *out = s->st;
 }
 
+/* The type serves both roles: each entry goes to the role's code. */
+
+static int file_configure(struct adapter *a, char *err, size_t errlen)
+{
+    return a->role == ADAPTER_DESTINATION ? dest_configure(a, err, errlen)
+                                          : file_source_configure(a, err, errlen);
+}
+
+static int file_start(struct adapter *a, char *err, size_t errlen)
+{
+    return a->role == ADAPTER_DESTINATION ? dest_start(a, err, errlen)
+                                          : file_source_start(a, err, errlen);
+}
+
+static int file_send(struct adapter *a, const struct delivery *d)
+{
+    return a->role == ADAPTER_DESTINATION ? dest_send(a, d) : -1;
+}
+
+static void file_drain(struct adapter *a)
+{
+    if (a->role != ADAPTER_DESTINATION)   /* a destination finishes its file */
+        file_source_drain(a);
+}
+
+static bool file_busy(const struct adapter *a)
+{
+    return a->role == ADAPTER_DESTINATION ? dest_busy(a) : file_source_busy(a);
+}
+
+static void file_stop(struct adapter *a)
+{
+    if (a->role == ADAPTER_DESTINATION)
+        dest_stop(a);
+    else
+        file_source_stop(a);
+}
+
+static void file_stats(const struct adapter *a, struct adapter_stats *out)
+{
+    if (a->role == ADAPTER_DESTINATION)
+        dest_stats(a, out);
+    else
+        file_source_stats(a, out);
+}
+
+union file_instance {
+    struct file_dest   dst;
+    struct file_source src;
+};
+
 const struct adapter_type file_adapter = {
     .name = "file",
-    .roles = ADAPTER_DESTINATION,
-    .state_size = sizeof(struct file_dest),
+    .roles = ADAPTER_SOURCE | ADAPTER_DESTINATION,
+    .state_size = sizeof(union file_instance),
     .configure = file_configure,
     .start = file_start,
     .send = file_send,

@@ -38,9 +38,14 @@ extern const struct config_adapter_schema mllp_config_schema;
 /* --------------------------------------------------------------- file */
 
 struct file_source_opts {
-    char   *directory;
+    char   *directory;          /* where files are dropped */
+    char   *work_dir;           /* claimed files; unset: <directory>/.work */
+    char   *done_dir;           /* committed files; unset: <directory>/done */
+    char   *error_dir;          /* files with a refused message; unset: <directory>/error */
     int64_t poll_ms;
+    int64_t settle_ms;          /* a file unchanged this long is complete */
     int64_t max_message_bytes;
+    int64_t max_file_bytes;
 };
 
 struct file_destination_opts {

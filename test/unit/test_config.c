@@ -156,6 +156,11 @@ static void test_full_values(void **state)
     assert_string_equal(f->directory, "/tmp/in");
     assert_int_equal(f->poll_ms, 250);
     assert_int_equal(f->max_message_bytes, 2048);
+    assert_string_equal(f->work_dir, "/tmp/in/.work");     /* defaults beside the directory */
+    assert_string_equal(f->done_dir, "/tmp/in/done");
+    assert_string_equal(f->error_dir, "/tmp/in/error");
+    assert_int_equal(f->settle_ms, 1000);
+    assert_int_equal(f->max_file_bytes, 67108864);
 
     const struct config_destination *hie = &cfg.destinations[0];
     const struct mllp_destination_opts *d = hie->opts;

@@ -19,7 +19,8 @@
 #define COMPONENT "admin"
 
 /* Append " 'sha256-B64'" for each element <tag>...</tag> in page to out
- * (used bytes in *n). -1 when out is too small or an element not closed. */
+ * (used bytes in *n), or " 'none'" when there is none. -1 when out is too
+ * small or an element not closed. */
 static int hashes(const unsigned char *page, size_t len, const char *tag, char *out,
                   size_t outlen, size_t *n)
 {
@@ -28,10 +29,17 @@ static int hashes(const unsigned char *page, size_t len, const char *tag, char *
     snprintf(close, sizeof close, "</%s>", tag);
     size_t ol = strlen(open), cl = strlen(close);
     const unsigned char *p = page, *end = page + len;
-    for (;;) {
+    for (unsigned found = 0;; found++) {
         const unsigned char *s = memmem(p, (size_t)(end - p), open, ol);
-        if (!s)
+        if (!s) {
+            if (found)
+                return 0;
+            int w = snprintf(out + *n, outlen - *n, " 'none'");
+            if (w < 0 || (size_t)w >= outlen - *n)
+                return -1;
+            *n += (size_t)w;
             return 0;
+        }
         s += ol;
         const unsigned char *e = memmem(s, (size_t)(end - s), close, cl);
         if (!e)

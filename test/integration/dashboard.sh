@@ -131,12 +131,16 @@ check "no token: the token form, nothing else shown" $? "$tmp/dom.err"
 
 # search and message view: results when the API has them, else "not available"
 nhs=9990000018
-get "/api/v1/messages?nhs_number=$nhs" "$TOKEN"
+get "/api/v1/messages?nhs_number=$nhs&limit=100" "$TOKEN"
 scode=$code
 cp "$tmp/body" "$tmp/search.json"
-get "/api/v1/messages/1" "$TOKEN"
+# the newest message found, else one that may not exist
+id=$($PY -c 'import json, sys
+try: print(json.load(open(sys.argv[1]))["items"][0]["id"])
+except Exception: print(1)' "$tmp/search.json")
+get "/api/v1/messages/$id" "$TOKEN"
 mcode=$code
-render "token=$TOKEN&nhs_number=$nhs&message=1" "$tmp/dom2.html"
+render "token=$TOKEN&nhs_number=$nhs&message=$id" "$tmp/dom2.html"
 dom "$tmp/dom2.html" search "$scode" "$tmp/search.json" "$mcode"
 check "search by NHS number and the message view: as the API answers ($scode, $mcode)" $? "$tmp/dom.err"
 

@@ -31,12 +31,15 @@ LDFLAGS  += $(SANFLAGS)
 # The Debian packages the build, the tests and the benchmarks need.
 DEB_PACKAGES := gcc make pkg-config libzmq3-dev libevent-dev libssl-dev \
                 liblmdb-dev lmdb-utils libconfig-dev libcmocka-dev libjansson-dev \
-                openssl valgrind python3 python3-hl7 curl
+                openssl valgrind python3 python3-hl7 curl xxd
 FUZZ_PACKAGES := clang
+# Only `make test` needs these: the dashboard test renders the page in a
+# headless browser (about 290 MB, so not part of every build).
+TEST_PACKAGES := chromium
 
 LIB_SRC  := $(filter-out broker/hl7brokerd.c broker/hl7ctl.c, \
               $(wildcard broker/*.c routes/*.c adapters/*.c))
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/dashboard_html.o
 LIB      := $(BUILD)/libhl7broker.a
 
 BROKERD  := $(BUILD)/hl7brokerd
@@ -58,7 +61,7 @@ PRUNE_FILL  := $(BUILD)/test/prune_fill
 # A ZeroMQ client for the zmq source's tests (python3-zmq may be absent).
 ZMQ_CLIENT  := $(BUILD)/test/zmq_client
 
-.PHONY: all deps deps-fuzz test run bench fuzz install clean check-config
+.PHONY: all deps deps-fuzz deps-test test run bench fuzz install clean check-config
 # Keep test and tool objects between runs (they are intermediate files).
 .SECONDARY:
 all: conf-perms $(BROKERD) $(HL7CTL)
@@ -75,9 +78,27 @@ deps:
 deps-fuzz:
 	@sh test/deps.sh $(FUZZ_PACKAGES)
 
+deps-test:
+	@sh test/deps.sh $(TEST_PACKAGES)
+
 # Compilation waits for deps but is not redone because of it.
 $(BUILD)/%.o: %.c | deps
 	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+# The dashboard page (broker/dashboard.html) as a C byte array, NUL
+# added; remade whenever the page changes.
+$(BUILD)/gen/dashboard_html.c: broker/dashboard.html | deps
+	@mkdir -p $(dir $@)
+	@set -e; { echo '/* generated from broker/dashboard.html by the Makefile: do not edit */'; \
+	  echo '#include "dashboard.h"'; \
+	  echo 'const unsigned char dashboard_html[] = {'; \
+	  xxd -i <$<; \
+	  echo ', 0x00 };'; \
+	  echo 'const size_t dashboard_html_len = sizeof dashboard_html - 1;'; } >$@.tmp
+	@mv $@.tmp $@
+
+$(BUILD)/gen/dashboard_html.o: $(BUILD)/gen/dashboard_html.c | deps
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(LIB): $(LIB_OBJ)
@@ -119,7 +140,7 @@ $(ZMQ_CLIENT): $(BUILD)/test/tools/zmq_client.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lzmq
 
-test: all $(UNIT_BIN) $(REPLAY_BIN) $(MLLP_LOAD) $(ZMQ_CLIENT)
+test: deps-test all $(UNIT_BIN) $(REPLAY_BIN) $(MLLP_LOAD) $(ZMQ_CLIENT)
 	@BUILD=$(BUILD) sh test/run-tests.sh
 
 run: all

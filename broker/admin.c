@@ -34,6 +34,7 @@
 #include "adapter.h"
 #include "buf.h"
 #include "config.h"
+#include "dashboard.h"
 #include "delivery.h"
 #include "ingest.h"
 #include "log.h"
@@ -432,6 +433,12 @@ void admin_reply_json(struct admin_request *r, int status, json_t *body)
     }
     admin_reply_text(r, status, "application/json", s, n);
     free(s);
+}
+
+void admin_reply_header(struct admin_request *r, const char *name, const char *value)
+{
+    if (!r->replied)
+        evhttp_add_header(evhttp_request_get_output_headers(r->req), name, value);
 }
 
 static json_t *error_json(int status, const char *code, const char *message)
@@ -1094,6 +1101,7 @@ struct endpoint {
 static const char *const page_params[] = { "limit", "offset", NULL };
 
 static const struct endpoint endpoints[] = {
+    { EVHTTP_REQ_GET, "/",                         false, NULL,        dashboard_serve },
     { EVHTTP_REQ_GET, "/healthz",                  false, NULL,        h_healthz },
     { EVHTTP_REQ_GET, "/readyz",                   false, NULL,        h_readyz },
     { EVHTTP_REQ_GET, "/metrics",                  false, NULL,        h_metrics },

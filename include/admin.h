@@ -140,6 +140,8 @@ void admin_reply_error(struct admin_request *r, int status, const char *code,
                        const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 void admin_reply_text(struct admin_request *r, int status, const char *content_type,
                       const char *text, size_t len);
+/* Add a response header before the reply (ignored after it). */
+void admin_reply_header(struct admin_request *r, const char *name, const char *value);
 
 /* Query parameters (already checked against the endpoint's list). Each
  * getter replies 400 itself and returns -1 when a value is not valid;

@@ -236,6 +236,14 @@ if start_daemon "$conf" "$log" "$P1" "$P2"; then
     c3=$($HTTP GET "http://127.0.0.1:$P2/healthz" "$tmp/body3" 2>/dev/null) || c3=none
     [ "$c1" = 200 ] && [ "$c2" = 200 ] && [ "$c3" = none ]
     check "broker.admin.tls: HTTPS answers (200, token checked), plain HTTP gets nothing" $? "$log"
+    # hl7ctl over https: verified against the example CA; refused without it
+    "$HL7CTL" stats --url "https://127.0.0.1:$P2" --token "$TOKEN2" \
+        --ca conf/tls/example-ca.pem >"$tmp/ctl-tls.out" 2>&1
+    r1=$?
+    "$HL7CTL" stats --url "https://127.0.0.1:$P2" --token "$TOKEN2" >"$tmp/ctl-tls2.out" 2>&1
+    r2=$?
+    [ "$r1" -eq 0 ] && grep -q "held" "$tmp/ctl-tls.out" && [ "$r2" -ne 0 ]
+    check "hl7ctl stats over https: verified with --ca (exit 0), refused without the CA (exit $r2)" $? "$tmp/ctl-tls.out"
     stop "$dpid" TERM 10
 else
     fail "starts with broker.admin.tls" "$log"

@@ -102,6 +102,14 @@ struct delivery_opts {
        the type its config names (NULL: adapter_new_destination). */
     const struct adapter_type       *type;
     uint64_t                         seed;    /* backoff jitter; 0: from the clock */
+    /* Run the sending side (the destination adapters, their timers, the
+       reads of the outbox) on a thread of its own with its own event_base;
+       the outcome writes stay on base's loop (inside ingest's commits or
+       the engine's own), so a commit's fsync never holds up a subscriber's
+       ACK. Needs evthread_use_pthreads() called before base was made. Every
+       delivery_* call is still made from base's thread. false: everything
+       on base. */
+    bool                             threaded;
 };
 
 /* Create the engine: each destination's adapter (configured and

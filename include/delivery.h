@@ -51,7 +51,8 @@ void delivery_report(struct adapter *a, const struct delivery *d,
 
 /* ------------------------------------------------------------ the engine
  *
- * One engine per broker, on the event loop. Each configured destination
+ * One engine per broker, on the event loop (its sending side on a thread
+ * of its own when delivery_opts.threaded). Each configured destination
  * is an adapter instance fed strictly in outbox order, one delivery in
  * flight at a time:
  *   - the head entry is read from the store (attempts and next attempt

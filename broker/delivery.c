@@ -826,9 +826,13 @@ int delivery_new(const struct delivery_opts *o, struct delivery_engine **out,
     if (e->threaded) {
         /* the first look at every outbox happens on the thread */
         event_active(e->kick_ev, 0, 0);
-        /* Signals go to the main thread (the thread inherits this mask). */
+        /* Signals go to the main thread (the thread inherits this mask);
+           a fault's own signal stays deliverable (sanitizers, core dumps). */
         sigset_t all, old;
         sigfillset(&all);
+        static const int faults[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP };
+        for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++)
+            sigdelset(&all, faults[i]);
         pthread_sigmask(SIG_BLOCK, &all, &old);
         int trc = pthread_create(&e->thread, NULL, thread_main, e);
         pthread_sigmask(SIG_SETMASK, &old, NULL);

@@ -19,7 +19,7 @@ BUILD := build/san-$(subst $(comma),-,$(SANITIZER))
 SANFLAGS := -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all
 endif
 
-PKGS      := libevent libevent_openssl openssl libconfig jansson
+PKGS      := libevent libevent_openssl libevent_pthreads openssl libconfig jansson
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -llmdb -lzmq -lpthread
 

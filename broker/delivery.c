@@ -3,9 +3,25 @@
  * destination adapter its outbox, one message at a time, in order, and
  * writes the outcomes back to the store in batches: inside ingest's group
  * commit when one comes, else in a short transaction of its own.
+ *
+ * Threads (delivery_opts.threaded): the sending side (the adapters, their
+ * timers, the reads of the outbox) runs on a thread of its own with its
+ * own event_base (dbase); the writing side (write_ev, flush_ev, retry_ev,
+ * the ingest hook, delivery_flush) stays on the main loop, so a commit's
+ * fsync never holds up an ACK from a subscriber. e->lock guards what both
+ * sides touch: each destination's pend array and counts, next_seq,
+ * state and next_attempt_ms (written by the delivery side, except a
+ * retry's D_WRITING -> D_IDLE by the writer), paused, the counters and
+ * the latency histogram, e->n_pend. The lock is never held across a
+ * store call, an adapter call or a log line. One side asks the other for
+ * work with event_active (go_ev, kick_ev: on dbase; write_ev, flush_ev:
+ * on the main base). Unthreaded, dbase is the main base and the lock is
+ * taken all the same (uncontended).
  */
 #include "delivery.h"
 
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,10 +86,26 @@ struct dest {
     uint64_t                         next_attempt_ms;
     uint64_t                         delivered, retried, dead;
     struct metrics_hist              latency;   /* receipt to confirmed, seconds */
+    bool                             wake;      /* outcomes_done: fetch again */
+};
+
+/* An outcome copied for writing, so that the store calls run unlocked. */
+struct wout {
+    uint32_t       dest_id;
+    struct outcome o;
 };
 
 struct delivery_engine {
-    struct event_base *base;
+    struct event_base *base;       /* the main loop: ingest, the store writes */
+    struct event_base *dbase;      /* the sending side (== base unthreaded) */
+    bool               threaded;
+    pthread_t          thread;
+    bool               running;    /* thread started */
+    struct event      *stop_ev;    /* on dbase: leave the delivery loop */
+    pthread_mutex_t    lock;
+    bool               lock_ok;
+    struct wout       *wr;         /* write_outcomes' copy (main side only) */
+    size_t             cap_wr;
     struct store      *store;
     struct ingest     *ingest;     /* whose commits the outcomes join, or NULL */
     struct dest       *dests;
@@ -105,6 +137,16 @@ static uint64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void lock(const struct delivery_engine *e)
+{
+    pthread_mutex_lock((pthread_mutex_t *)&e->lock);
+}
+
+static void unlock(const struct delivery_engine *e)
+{
+    pthread_mutex_unlock((pthread_mutex_t *)&e->lock);
 }
 
 /* splitmix64: jitter needs spread, not secrecy. */
@@ -180,20 +222,35 @@ static void arm_timer(struct dest *d, uint64_t delay_ms)
     evtimer_add(d->timer, &tv);
 }
 
+/* The sending side: timer_cb, go_cb, kick_cb, fetch and on_report run on
+ * dbase. */
+
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct dest *d = arg;
-    if (d->state == D_WAITING) {
+    lock(d->eng);
+    bool due = d->state == D_WAITING;
+    if (due)
         d->state = D_IDLE;
+    unlock(d->eng);
+    if (due)
         fetch(d);
-    }
 }
 
+/* Send the next one; or (threaded) a pause or resume, or a retry written. */
 static void go_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
-    fetch(arg);
+    struct dest *d = arg;
+    lock(d->eng);
+    bool idle = d->paused && d->state == D_WAITING;
+    if (idle)
+        d->state = D_IDLE;
+    unlock(d->eng);
+    if (idle)
+        evtimer_del(d->timer);
+    fetch(d);
 }
 
 /* Send the next entry of d's outbox (the first at or after next_seq), or
@@ -201,11 +258,19 @@ static void go_cb(evutil_socket_t fd, short what, void *arg)
 static void fetch(struct dest *d)
 {
     struct delivery_engine *e = d->eng;
-    if (d->paused || d->state != D_IDLE || e->closing)
+    lock(e);
+    bool go = !d->paused && d->state == D_IDLE && !e->closing;
+    uint64_t min_seq = d->next_seq;
+    if (go)
+        d->next_attempt_ms = 0;
+    unlock(e);
+    if (!go)
         return;
+    /* Entries before min_seq have an outcome; should the writer reset
+       next_seq meanwhile (they are written), the first at or after the
+       old value is still the head. */
     drop_current(d);
-    d->next_attempt_ms = 0;
-    int rc = store_outbox_first(e->store, d->id, d->next_seq, &d->cur, &d->cur_owner);
+    int rc = store_outbox_first(e->store, d->id, min_seq, &d->cur, &d->cur_owner);
     if (rc == STORE_E_NOT_FOUND)
         return;
     if (rc) {
@@ -213,7 +278,9 @@ static void fetch(struct dest *d)
            acts; look again later in case it was the store, not the entry. */
         log_error("delivery", "cannot read the outbox", "destination=%s error=%s detail=%s",
                   d->cfg->name, store_strerror(rc), store_last_error(e->store));
+        lock(e);
         d->state = D_WAITING;
+        unlock(e);
         arm_timer(d, retry_max(d->cfg));
         return;
     }
@@ -222,8 +289,10 @@ static void fetch(struct dest *d)
         uint64_t wait = d->cur.next_attempt_ms - now;
         if (wait > retry_max(d->cfg))   /* the clock went back */
             wait = retry_max(d->cfg);
+        lock(e);
         d->next_attempt_ms = d->cur.next_attempt_ms;
         d->state = D_WAITING;
+        unlock(e);
         arm_timer(d, wait);
         return;
     }
@@ -234,12 +303,20 @@ static void fetch(struct dest *d)
         .payload_control_id = d->payload_ctrl, .code = d->cur.code,
         .trigger = d->cur.trigger, .attempt = d->cur.attempts + 1,
     };
+    lock(e);
     d->state = D_SENDING;
-    if (d->a->type->send(d->a, &d->d) != 0 && d->state == D_SENDING)
-        delivery_report(d->a, &d->d, DELIVERY_RETRY, "the adapter could not start sending");
+    unlock(e);
+    if (d->a->type->send(d->a, &d->d) != 0) {
+        lock(e);
+        bool still = d->state == D_SENDING;
+        unlock(e);
+        if (still)
+            delivery_report(d->a, &d->d, DELIVERY_RETRY, "the adapter could not start sending");
+    }
 }
 
-/* Keep an outcome until it is written. -1 when out of memory. */
+/* Keep an outcome until it is written (with e->lock held). -1 when out of
+ * memory. */
 static int add_outcome(struct dest *d, enum pending kind, uint32_t attempts, uint64_t next_ms,
                        const char *err)
 {
@@ -270,7 +347,10 @@ static void on_report(void *ctx, const struct delivery *del, int outcome, const 
 {
     struct dest *d = ctx;
     struct delivery_engine *e = d->eng;
-    if (d->state != D_SENDING || !del || del->seq != d->cur.seq) {
+    lock(e);
+    bool sending = d->state == D_SENDING;
+    unlock(e);
+    if (!sending || !del || del->seq != d->cur.seq) {
         log_warn("delivery", "an outcome for no delivery in flight was ignored",
                  "destination=%s seq=%llu", d->cfg->name,
                  del ? (unsigned long long)del->seq : 0ull);
@@ -297,44 +377,52 @@ static void on_report(void *ctx, const struct delivery *del, int outcome, const 
         else
             snprintf(err, sizeof err, "permanent failure: %s", why);
     }
+    uint64_t now = now_ms();
+    lock(e);
     if (add_outcome(d, kind, attempts, next_ms, kind == P_DELIVERED ? NULL : err)) {
+        d->state = D_WAITING;
+        unlock(e);
         /* Unrecorded, the entry is simply sent again after a pause. */
         log_error("delivery", "out of memory recording an outcome; the message will be sent "
                   "again", "destination=%s seq=%llu", d->cfg->name,
                   (unsigned long long)d->cur.seq);
-        d->state = D_WAITING;
         arm_timer(d, retry_max(d->cfg));
         return;
     }
     if (kind == P_RETRY) {
         d->retried++;
         d->state = D_WRITING;
+        unlock(e);
         schedule_write(e);
         return;
     }
     if (kind == P_DELIVERED) {
         d->delivered++;
-        uint64_t now = now_ms();
         if (d->cur.received_ms && now >= d->cur.received_ms)
             metrics_hist_observe(&d->latency, (double)(now - d->cur.received_ms) / 1000.0);
     } else {
         d->dead++;
-        log_warn("delivery", "message dead-lettered", "destination=%s seq=%llu msg=%llu "
-                 "error=%s", d->cfg->name, (unsigned long long)d->cur.seq,
-                 (unsigned long long)d->cur.msg_id, err);
     }
     d->next_seq = d->cur.seq + 1;
     d->state = D_IDLE;
+    bool write_now = e->n_pend >= FLUSH_MAX;
+    /* flush_ev is on the main base; the writer deletes it under the lock
+       when nothing waits, so check and arm under the lock too. */
+    if (!write_now && !evtimer_pending(e->flush_ev, NULL)) {
+        struct timeval tv = { 0, FLUSH_MS * 1000 };
+        evtimer_add(e->flush_ev, &tv);
+    }
+    unlock(e);
+    if (kind == P_DEAD)
+        log_warn("delivery", "message dead-lettered", "destination=%s seq=%llu msg=%llu "
+                 "error=%s", d->cfg->name, (unsigned long long)d->cur.seq,
+                 (unsigned long long)d->cur.msg_id, err);
     drop_current(d);
     /* Not fetch() here: an adapter that reports from inside send() would
        recurse once per queued message. */
     event_active(d->go_ev, 0, 0);
-    if (e->n_pend >= FLUSH_MAX)
+    if (write_now)
         schedule_write(e);
-    else if (!evtimer_pending(e->flush_ev, NULL)) {
-        struct timeval tv = { 0, FLUSH_MS * 1000 };
-        evtimer_add(e->flush_ev, &tv);
-    }
 }
 
 static void schedule_write(struct delivery_engine *e)
@@ -343,56 +431,86 @@ static void schedule_write(struct delivery_engine *e)
         event_active(e->write_ev, 0, 0);
 }
 
-/* Write every waiting outcome into t (again, if t is a redo). */
+/* The writing side: write_outcomes, outcomes_done, the ingest hook,
+ * delivery_flush and write_cb run on the main loop. */
+
+static size_t n_waiting(const struct delivery_engine *e)
+{
+    lock(e);
+    size_t n = e->n_pend;
+    unlock(e);
+    return n;
+}
+
+/* Write every waiting outcome into t (again, if t is a redo). They are
+ * copied under the lock (a few words each; the error texts stay theirs,
+ * freed only on this side), then written unlocked: the sending side keeps
+ * reporting meanwhile, its new outcomes waiting for the next batch. */
 static int write_outcomes(struct delivery_engine *e, struct store_txn *t)
 {
-    int rc = 0;
-    for (size_t i = 0; i < e->n && !rc; i++) {
-        struct dest *d = &e->dests[i];
-        d->n_written = 0;
-        for (size_t j = 0; j < d->n_pend && !rc; j++) {
-            const struct outcome *o = &d->pend[j];
-            switch (o->kind) {
-            case P_DELIVERED:
-                rc = store_outbox_delivered(t, d->id, o->seq);
-                break;
-            case P_RETRY:
-                rc = store_outbox_retry(t, d->id, o->seq, o->attempts, o->next_ms, o->err);
-                break;
-            case P_DEAD:
-                rc = store_outbox_dead(t, d->id, o->seq, o->err);
-                break;
-            }
-            /* the entry went (an operator purged it): nothing to record */
-            if (rc == STORE_E_NOT_FOUND)
-                rc = 0;
+    size_t n = 0;
+    lock(e);
+    if (e->n_pend > e->cap_wr) {
+        size_t cap = e->n_pend < 64 ? 64 : e->n_pend * 2;
+        struct wout *w = realloc(e->wr, cap * sizeof *w);
+        if (!w) {
+            for (size_t i = 0; i < e->n; i++)
+                e->dests[i].n_written = 0;
+            unlock(e);
+            return STORE_E_NOMEM;
         }
-        if (!rc)
-            d->n_written = d->n_pend;
+        e->wr = w;
+        e->cap_wr = cap;
+    }
+    for (size_t i = 0; i < e->n; i++) {
+        struct dest *d = &e->dests[i];
+        for (size_t j = 0; j < d->n_pend; j++)
+            e->wr[n++] = (struct wout){ .dest_id = d->id, .o = d->pend[j] };
+        d->n_written = d->n_pend;
+    }
+    unlock(e);
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        const struct outcome *o = &e->wr[i].o;
+        uint32_t id = e->wr[i].dest_id;
+        switch (o->kind) {
+        case P_DELIVERED:
+            rc = store_outbox_delivered(t, id, o->seq);
+            break;
+        case P_RETRY:
+            rc = store_outbox_retry(t, id, o->seq, o->attempts, o->next_ms, o->err);
+            break;
+        case P_DEAD:
+            rc = store_outbox_dead(t, id, o->seq, o->err);
+            break;
+        }
+        /* the entry went (an operator purged it): nothing to record */
+        if (rc == STORE_E_NOT_FOUND)
+            rc = 0;
     }
     return rc;
 }
 
 /* The outcomes written are durable (written) or not: drop them, and let
- * a destination whose retry was recorded look at its head again. */
-static void outcomes_done(struct delivery_engine *e, bool written)
+ * a destination whose retry was recorded look at its head again. Returns
+ * how many were dropped. */
+static size_t outcomes_done(struct delivery_engine *e, bool written)
 {
-    if (!written) {
-        for (size_t i = 0; i < e->n; i++)
-            e->dests[i].n_written = 0;
-        return;
-    }
+    size_t done = 0;
+    bool wake = false;
+    lock(e);
     for (size_t i = 0; i < e->n; i++) {
         struct dest *d = &e->dests[i];
         size_t w = d->n_written;
-        if (!w)
+        d->n_written = 0;
+        if (!w || !written)
             continue;
         for (size_t j = 0; j < w; j++)
             free(d->pend[j].err);
         memmove(d->pend, d->pend + w, (d->n_pend - w) * sizeof *d->pend);
         d->n_pend -= w;
         e->n_pend -= w;
-        d->n_written = 0;
+        done += w;
         if (d->n_pend)
             continue;
         /* Every entry before next_seq is gone from the store now, so the
@@ -402,29 +520,41 @@ static void outcomes_done(struct delivery_engine *e, bool written)
         if (d->state == D_WRITING) {
             /* the retry is recorded: the head waits for its next attempt */
             d->state = D_IDLE;
+            d->wake = wake = true;
+        }
+    }
+    if (written && !e->n_pend)
+        evtimer_del(e->flush_ev);
+    unlock(e);
+    for (size_t i = 0; wake && i < e->n; i++) {
+        struct dest *d = &e->dests[i];
+        if (!d->wake)
+            continue;
+        d->wake = false;
+        if (e->threaded) {
+            event_active(d->go_ev, 0, 0);
+        } else {
             drop_current(d);
             fetch(d);
         }
     }
-    if (!e->n_pend)
-        evtimer_del(e->flush_ev);
+    return done;
 }
 
 /* ingest's hook: the outcomes join its group commit. */
 static int hook_write(void *ctx, struct store_txn *t)
 {
     struct delivery_engine *e = ctx;
-    return e->n_pend ? write_outcomes(e, t) : 0;
+    return n_waiting(e) ? write_outcomes(e, t) : 0;
 }
 
 static void hook_done(void *ctx, bool written)
 {
     struct delivery_engine *e = ctx;
-    size_t before = e->n_pend;
-    outcomes_done(e, written);
-    if (before != e->n_pend) {
+    size_t done = outcomes_done(e, written);
+    if (done) {
         e->stats.joined_commits++;
-        e->stats.outcomes_written += before - e->n_pend;
+        e->stats.outcomes_written += done;
     }
 }
 
@@ -436,7 +566,7 @@ void delivery_get_engine_stats(const struct delivery_engine *e,
 
 int delivery_flush(struct delivery_engine *e)
 {
-    if (!e->n_pend)
+    if (!n_waiting(e))
         return 0;
     int rc;
     for (;;) {
@@ -450,11 +580,10 @@ int delivery_flush(struct delivery_engine *e)
         if (rc != STORE_E_MAP_FULL || (rc = store_grow(e->store)))
             break;
     }
-    size_t before = e->n_pend;
-    outcomes_done(e, rc == 0);
+    size_t done = outcomes_done(e, rc == 0);
     if (!rc) {
         e->stats.own_commits++;
-        e->stats.outcomes_written += before - e->n_pend;
+        e->stats.outcomes_written += done;
     }
     if (rc) {
         log_error("delivery", "cannot record delivery outcomes; trying again",
@@ -494,6 +623,20 @@ void delivery_kick(struct delivery_engine *e)
         event_active(e->kick_ev, 0, 0);
 }
 
+/* The delivery thread: dbase's loop, until stop_cb. */
+static void stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    event_base_loopbreak(arg);
+}
+
+static void *thread_main(void *arg)
+{
+    struct delivery_engine *e = arg;
+    event_base_loop(e->dbase, EVLOOP_NO_EXIT_ON_EMPTY);
+    return NULL;
+}
+
 static void on_ingest_commit(void *ctx)
 {
     delivery_kick(ctx);
@@ -514,16 +657,24 @@ static struct dest *find(const struct delivery_engine *e, const char *name)
     return NULL;
 }
 
+/* Threaded, the sending side acts on a pause or resume in go_cb (a timer
+ * of dbase is not deleted from here: event_del would wait for its
+ * callback, which may wait for the lock). */
 int delivery_pause(struct delivery_engine *e, const char *name)
 {
     struct dest *d = find(e, name);
     if (!d)
         return DELIVERY_E_NOT_FOUND;
+    lock(e);
     d->paused = true;
-    if (d->state == D_WAITING) {
-        evtimer_del(d->timer);
+    bool waiting = d->state == D_WAITING;
+    if (waiting && !e->threaded)
         d->state = D_IDLE;
-    }
+    unlock(e);
+    if (e->threaded)
+        event_active(d->go_ev, 0, 0);
+    else if (waiting)
+        evtimer_del(d->timer);
     return 0;
 }
 
@@ -532,8 +683,13 @@ int delivery_resume(struct delivery_engine *e, const char *name)
     struct dest *d = find(e, name);
     if (!d)
         return DELIVERY_E_NOT_FOUND;
+    lock(e);
     d->paused = false;
-    fetch(d);
+    unlock(e);
+    if (e->threaded)
+        event_active(d->go_ev, 0, 0);
+    else
+        fetch(d);
     return 0;
 }
 
@@ -543,13 +699,15 @@ int delivery_get_stats(const struct delivery_engine *e, const char *name,
     const struct dest *d = find(e, name);
     if (!d)
         return DELIVERY_E_NOT_FOUND;
+    lock(e);
     *st = (struct delivery_dest_stats){
         .dest_id = d->id, .paused = d->paused,
         .in_flight = d->state == D_SENDING,
-        .next_attempt_ms = d->state == D_WAITING ? d->next_attempt_ms : 0,
+        .next_attempt_ms = d->state == D_WAITING && !d->paused ? d->next_attempt_ms : 0,
         .delivered = d->delivered, .retried = d->retried, .dead_lettered = d->dead,
         .latency = d->latency,
     };
+    unlock(e);
     return 0;
 }
 
@@ -587,7 +745,7 @@ static struct adapter *new_injected(const struct adapter_type *t, struct dest *d
     a->name = d->cfg->name;
     a->role = ADAPTER_DESTINATION;
     a->dst = d->cfg;
-    a->base = d->eng->base;
+    a->base = d->eng->dbase;
     a->report = on_report;
     a->report_ctx = d;
     if (t->configure && t->configure(a, err, errlen) != 0) {
@@ -611,14 +769,28 @@ int delivery_new(const struct delivery_opts *o, struct delivery_engine **out,
     e->base = o->base;
     e->store = o->store;
     e->n = o->n_dests;
+    e->threaded = o->threaded;
     e->rng = o->seed ? o->seed : now_ms() ^ ((uint64_t)getpid() << 32);
+    if (pthread_mutex_init(&e->lock, NULL)) {
+        snprintf(err, errlen, "delivery: cannot create a lock");
+        goto out;
+    }
+    e->lock_ok = true;
     /* The outcome batch runs at the lowest priority, like ingest's commit. */
     if (event_base_get_npriorities(e->base) < 3)
         event_base_priority_init(e->base, 3);
     int low = event_base_get_npriorities(e->base) - 1;
+    e->dbase = e->base;
+    if (e->threaded) {
+        if (!(e->dbase = event_base_new()) || event_base_priority_init(e->dbase, 3)
+            || !(e->stop_ev = event_new(e->dbase, -1, 0, stop_cb, e->dbase))) {
+            snprintf(err, errlen, "delivery: cannot create the delivery thread's event loop");
+            goto out;
+        }
+    }
     e->write_ev = event_new(e->base, -1, 0, write_cb, e);
     e->flush_ev = evtimer_new(e->base, write_cb, e);
-    e->kick_ev = event_new(e->base, -1, 0, kick_cb, e);
+    e->kick_ev = event_new(e->dbase, -1, 0, kick_cb, e);
     e->retry_ev = evtimer_new(e->base, write_cb, e);
     if (!e->write_ev || !e->flush_ev || !e->kick_ev || !e->retry_ev
         || event_priority_set(e->write_ev, low)) {
@@ -631,8 +803,8 @@ int delivery_new(const struct delivery_opts *o, struct delivery_engine **out,
         metrics_hist_init_latency(&d->latency);
         d->cfg = &o->dests[i];
         d->paused = d->cfg->paused;
-        if (!(d->timer = evtimer_new(e->base, timer_cb, d))
-            || !(d->go_ev = event_new(e->base, -1, 0, go_cb, d))) {
+        if (!(d->timer = evtimer_new(e->dbase, timer_cb, d))
+            || !(d->go_ev = event_new(e->dbase, -1, 0, go_cb, d))) {
             snprintf(err, errlen, "delivery: out of memory");
             goto out;
         }
@@ -644,15 +816,37 @@ int delivery_new(const struct delivery_opts *o, struct delivery_engine **out,
         struct dest *d = &e->dests[i];
         aerr[0] = '\0';
         d->a = o->type ? new_injected(o->type, d, aerr, sizeof aerr)
-                       : adapter_new_destination(d->cfg, e->base, on_report, d, aerr,
+                       : adapter_new_destination(d->cfg, e->dbase, on_report, d, aerr,
                                                  sizeof aerr);
         if (!d->a || (d->a->type->start && d->a->type->start(d->a, aerr, sizeof aerr))) {
             snprintf(err, errlen, "destination %s: %s", d->cfg->name, aerr);
             goto out;
         }
     }
-    for (size_t i = 0; i < e->n; i++)
-        fetch(&e->dests[i]);
+    if (e->threaded) {
+        /* the first look at every outbox happens on the thread */
+        event_active(e->kick_ev, 0, 0);
+        /* Signals go to the main thread (the thread inherits this mask);
+           a fault's own signal stays deliverable (sanitizers, core dumps). */
+        sigset_t all, old;
+        sigfillset(&all);
+        static const int faults[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP };
+        for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++)
+            sigdelset(&all, faults[i]);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        int trc = pthread_create(&e->thread, NULL, thread_main, e);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (trc) {
+            snprintf(err, errlen, "delivery: cannot start the delivery thread: %s",
+                     strerror(trc));
+            rc = DELIVERY_E_NOMEM;
+            goto out;
+        }
+        e->running = true;
+    } else {
+        for (size_t i = 0; i < e->n; i++)
+            fetch(&e->dests[i]);
+    }
     rc = 0;
 out:
     if (rc) {
@@ -667,6 +861,13 @@ void delivery_free(struct delivery_engine *e)
 {
     if (!e)
         return;
+    if (e->running) {
+        /* stop_ev, not event_base_loopbreak from here: a break before the
+           loop has started would be forgotten when it starts */
+        event_active(e->stop_ev, 0, 0);
+        pthread_join(e->thread, NULL);
+        e->running = false;
+    }
     /* No new sends from here on; outcomes already reported are kept. */
     e->closing = true;
     if (e->ingest) {
@@ -695,6 +896,13 @@ void delivery_free(struct delivery_engine *e)
         event_free(e->kick_ev);
     if (e->retry_ev)
         event_free(e->retry_ev);
+    if (e->stop_ev)
+        event_free(e->stop_ev);
+    if (e->dbase && e->dbase != e->base)
+        event_base_free(e->dbase);
+    if (e->lock_ok)
+        pthread_mutex_destroy(&e->lock);
+    free(e->wr);
     free(e->dests);
     free(e);
 }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <event2/thread.h>
 
 #include "admin.h"
 #include "buf.h"
@@ -336,6 +337,7 @@ static int start_delivery(struct daemon *d)
     struct delivery_opts o = {
         .base = d->base, .store = d->store,
         .dests = d->cfg.destinations, .n_dests = d->cfg.n_destinations,
+        .threaded = true,
     };
     int rc = delivery_new(&o, &d->delivery, err, sizeof err);
     if (rc) {
@@ -381,6 +383,12 @@ static int run(struct daemon *d)
         log_info("daemon", "created the data directory", "path=%s", d->data_dir);
 
     event_set_log_callback(libevent_log);
+    /* Before any event_base: delivery runs on a thread of its own and the
+       two loops wake each other (event_active across threads). */
+    if (evthread_use_pthreads() != 0) {
+        log_error("daemon", "cannot enable libevent's thread support", NULL);
+        goto out;
+    }
     if (!(d->base = event_base_new())) {
         log_error("daemon", "cannot create the event loop", NULL);
         goto out;

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <lmdb.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,8 +64,19 @@ struct store {
     uint64_t next_msg, next_err, next_audit;
     uint8_t  audit_hash[HASH_LEN];  /* hash of record next_audit - 1 */
     struct store_txn txn;           /* single writer: the one write txn */
-    char     err[512];
+    /* Held shared by every transaction, read or write, from its begin to
+     * its end; exclusive while the map is resized or the environment
+     * reopened (LMDB wants no transaction active in the process then).
+     * Read transactions may run on other threads than the writer's. */
+    pthread_rwlock_t lock;
+    bool     lock_ok;
 };
+
+/* The last failure's text, per thread: a read failing on one thread never
+ * garbles the text another thread is about to report. */
+static _Thread_local char tl_err[512];
+/* The store whose write transaction this thread has open (NULL: none). */
+static _Thread_local const struct store *tl_writing;
 
 /* ------------------------------------------------------------ errors */
 
@@ -91,7 +103,7 @@ const char *store_strerror(int code)
 
 const char *store_last_error(const struct store *s)
 {
-    return s ? s->err : "no store";
+    return s ? tl_err : "no store";
 }
 
 /* Map an LMDB code or errno to a store code, remembering its text. */
@@ -99,7 +111,7 @@ static int fail(struct store *s, int rc, const char *what)
 {
     if (rc == 0)
         return 0;
-    snprintf(s->err, sizeof s->err, "store %s: %s: %s", s->dir, what, mdb_strerror(rc));
+    snprintf(tl_err, sizeof tl_err, "store %s: %s: %s", s->dir, what, mdb_strerror(rc));
     switch (rc) {
     case MDB_MAP_FULL:      return STORE_E_MAP_FULL;
     case MDB_NOTFOUND:      return STORE_E_NOT_FOUND;
@@ -115,7 +127,7 @@ static int fail(struct store *s, int rc, const char *what)
 
 static int fail_code(struct store *s, int code, const char *what)
 {
-    snprintf(s->err, sizeof s->err, "store %s: %s", s->dir, what);
+    snprintf(tl_err, sizeof tl_err, "store %s: %s", s->dir, what);
     return code;
 }
 
@@ -421,7 +433,7 @@ static int last_key(struct store *s, MDB_txn *txn, int db, uint64_t *out, MDB_va
     if (rc)
         return fail(s, rc, db_names[db]);
     if (k.mv_size != 8) {
-        snprintf(s->err, sizeof s->err, "store %s: database %s has a key of %zu bytes "
+        snprintf(tl_err, sizeof tl_err, "store %s: database %s has a key of %zu bytes "
                  "(8 expected)", s->dir, db_names[db], k.mv_size);
         return STORE_E_CORRUPT;
     }
@@ -493,7 +505,7 @@ static int open_dbs(struct store *s)
         }
         uint32_t have = get_be32(v.mv_data);
         if (have > STORE_SCHEMA_VERSION) {
-            snprintf(s->err, sizeof s->err, "store %s was written by a newer hl7broker "
+            snprintf(tl_err, sizeof tl_err, "store %s was written by a newer hl7broker "
                      "(schema version %u); this one reads schema version %u at most",
                      s->dir, have, STORE_SCHEMA_VERSION);
             rc = STORE_E_SCHEMA;
@@ -597,6 +609,13 @@ int store_open(const struct store_opts *o, struct store **out, char *detail, siz
         rc = STORE_E_NOMEM;
         goto out;
     }
+    if (pthread_rwlock_init(&s->lock, NULL)) {
+        if (detail && dlen)
+            snprintf(detail, dlen, "store %s: cannot create its lock", o->dir);
+        rc = STORE_E_NOMEM;
+        goto out;
+    }
+    s->lock_ok = true;
     s->txn.s = s;
     s->map_max = o->map_max;
     s->read_only = o->read_only;
@@ -617,7 +636,7 @@ int store_open(const struct store_opts *o, struct store **out, char *detail, siz
 out:
     if (rc) {
         if (detail && dlen && s)
-            snprintf(detail, dlen, "%s", s->err);
+            snprintf(detail, dlen, "%s", tl_err);
         store_close(s);
         return rc;
     }
@@ -632,29 +651,50 @@ void store_close(struct store *s)
     store_abort(&s->txn);
     if (s->env)
         mdb_env_close(s->env);
+    if (s->lock_ok)
+        pthread_rwlock_destroy(&s->lock);
     free(s->dir);
     free(s);
 }
 
+/* The sizes change only under the lock held exclusive (a resize). */
 uint64_t store_map_size(const struct store *s)
 {
-    return s->map_size;
+    pthread_rwlock_t *l = (pthread_rwlock_t *)&s->lock;
+    pthread_rwlock_rdlock(l);
+    uint64_t v = s->map_size;
+    pthread_rwlock_unlock(l);
+    return v;
 }
 
 uint64_t store_map_max(const struct store *s)
 {
-    return s->map_max;
+    pthread_rwlock_t *l = (pthread_rwlock_t *)&s->lock;
+    pthread_rwlock_rdlock(l);
+    uint64_t v = s->map_max;
+    pthread_rwlock_unlock(l);
+    return v;
 }
 
-static int ensure_env(struct store *s);
+static int reopen(struct store *s);
+static int grow_locked(struct store *s);
 
 int store_grow(struct store *s)
 {
-    if (s->txn.txn)
+    if (tl_writing == s)
         return fail_code(s, STORE_E_INVAL, "store_grow with a transaction open");
-    int rc = ensure_env(s);
-    if (rc)
-        return rc;
+    /* Waits for the reads other threads have open to end. */
+    pthread_rwlock_wrlock(&s->lock);
+    int rc = s->env ? 0 : reopen(s);
+    if (!rc)
+        rc = grow_locked(s);
+    pthread_rwlock_unlock(&s->lock);
+    return rc;
+}
+
+static int grow_locked(struct store *s)
+{
+    int rc;
     /* A dead process's reader slot may be what filled the map. */
     int dead;
     mdb_reader_check(s->env, &dead);
@@ -663,7 +703,7 @@ int store_grow(struct store *s)
     if (pg > 0)
         want -= want % (uint64_t)pg;
     if (want <= s->map_size) {
-        snprintf(s->err, sizeof s->err, "store %s: the map is at its ceiling of %llu bytes",
+        snprintf(tl_err, sizeof tl_err, "store %s: the map is at its ceiling of %llu bytes",
                  s->dir, (unsigned long long)s->map_max);
         return STORE_E_FULL;
     }
@@ -709,21 +749,64 @@ static int reopen(struct store *s)
     return rc;
 }
 
-/* A reopen that failed left no environment: try again now. */
-static int ensure_env(struct store *s)
+/* Take the lock shared with an environment open: a reopen that failed
+ * left none, so try again now (with the lock exclusive). On failure the
+ * lock is not held. */
+static int lock_env(struct store *s)
 {
-    return s->env ? 0 : reopen(s);
+    pthread_rwlock_rdlock(&s->lock);
+    while (!s->env) {
+        pthread_rwlock_unlock(&s->lock);
+        pthread_rwlock_wrlock(&s->lock);
+        int rc = s->env ? 0 : reopen(s);
+        pthread_rwlock_unlock(&s->lock);
+        if (rc)
+            return rc;
+        pthread_rwlock_rdlock(&s->lock);
+    }
+    return 0;
 }
 
+/* With the lock exclusive: repair what made a transaction's begin fail
+ * (MDB_MAP_RESIZED: adopt the size another process gave the map;
+ * MDB_PANIC: reopen). Returns a store code. */
+static int repair(struct store *s, int why)
+{
+    pthread_rwlock_wrlock(&s->lock);
+    int rc;
+    if (!s->env || why == MDB_PANIC)
+        rc = reopen(s);
+    else if ((rc = adopt_map_size(s)))
+        rc = fail(s, rc, "cannot adopt the map's new size");
+    pthread_rwlock_unlock(&s->lock);
+    return rc;
+}
+
+/* A read transaction, holding the lock shared until end_read. */
 static int begin_read(struct store *s, MDB_txn **txn)
 {
-    int rc = ensure_env(s);
+    int rc = lock_env(s);
     if (rc)
         return rc;
     rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
-    if (rc == MDB_MAP_RESIZED && s->txn.txn == NULL && adopt_map_size(s) == 0)
+    /* Not while this thread writes: its own shared hold would deadlock. */
+    if (rc == MDB_MAP_RESIZED && tl_writing != s) {
+        pthread_rwlock_unlock(&s->lock);
+        if ((rc = repair(s, MDB_MAP_RESIZED)) || (rc = lock_env(s)))
+            return rc;
         rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
-    return rc ? fail(s, rc, "cannot begin a read transaction") : 0;
+    }
+    if (rc) {
+        pthread_rwlock_unlock(&s->lock);
+        return fail(s, rc, "cannot begin a read transaction");
+    }
+    return 0;
+}
+
+static void end_read(struct store *s, MDB_txn *txn)
+{
+    mdb_txn_abort(txn);
+    pthread_rwlock_unlock(&s->lock);
 }
 
 int store_begin(struct store *s, struct store_txn **out)
@@ -732,22 +815,26 @@ int store_begin(struct store *s, struct store_txn **out)
     *out = NULL;
     if (t->txn)
         return fail_code(s, STORE_E_INVAL, "store_begin with a transaction already open");
-    int rc = ensure_env(s);
+    int rc = lock_env(s);
     if (rc)
         return rc;
     rc = mdb_txn_begin(s->env, NULL, 0, &t->txn);
-    if (rc == MDB_MAP_RESIZED && (rc = adopt_map_size(s)) == 0)
-        rc = mdb_txn_begin(s->env, NULL, 0, &t->txn);
-    if (rc == MDB_PANIC) {
-        int r2 = reopen(s);
-        if (r2)
+    /* Adopt a size another process gave the map, then reopen after a
+     * panic (each at most once). */
+    for (int fixes = 0; (rc == MDB_MAP_RESIZED || rc == MDB_PANIC) && fixes < 2; fixes++) {
+        t->txn = NULL;
+        pthread_rwlock_unlock(&s->lock);
+        int r2 = repair(s, rc);
+        if (r2 || (r2 = lock_env(s)))
             return r2;
         rc = mdb_txn_begin(s->env, NULL, 0, &t->txn);
     }
     if (rc) {
         t->txn = NULL;
+        pthread_rwlock_unlock(&s->lock);
         return fail(s, rc, "cannot begin a write transaction");
     }
+    tl_writing = s;
     t->failed = 0;
     t->next_msg = s->next_msg;
     t->next_err = s->next_err;
@@ -779,11 +866,11 @@ int store_commit(struct store_txn *t)
     }
     int rc = mdb_txn_commit(t->txn);
     t->txn = NULL;
-    if (rc) {
+    if (rc)
         rewind_counters(t);
-        return fail(s, rc, "commit failed");
-    }
-    return 0;
+    tl_writing = NULL;
+    pthread_rwlock_unlock(&s->lock);
+    return rc ? fail(s, rc, "commit failed") : 0;
 }
 
 void store_abort(struct store_txn *t)
@@ -793,6 +880,8 @@ void store_abort(struct store_txn *t)
     mdb_txn_abort(t->txn);
     t->txn = NULL;
     rewind_counters(t);
+    tl_writing = NULL;
+    pthread_rwlock_unlock(&t->s->lock);
 }
 
 /* A usable write transaction, or the error it already had. */
@@ -1042,10 +1131,10 @@ static int get_record(struct store *s, int db, uint64_t id, void *rec, void **ow
     } else if (rc) {
         rc = fail(s, rc, db_names[db]);
     } else if ((rc = decode(&v, rec, owner)) == STORE_E_CORRUPT) {
-        snprintf(s->err, sizeof s->err, "store %s: %s record %llu does not decode",
+        snprintf(tl_err, sizeof tl_err, "store %s: %s record %llu does not decode",
                  s->dir, db_names[db], (unsigned long long)id);
     }
-    mdb_txn_abort(txn);
+    end_read(s, txn);
     return rc;
 }
 
@@ -1082,7 +1171,7 @@ int store_count(struct store *s, const char *db, uint64_t *n)
     if (rc)
         return rc;
     rc = mdb_stat(txn, s->dbi[i], &st);
-    mdb_txn_abort(txn);
+    end_read(s, txn);
     if (rc)
         return fail(s, rc, db_names[i]);
     *n = st.ms_entries;
@@ -1197,14 +1286,14 @@ int store_audit_check(struct store *s, struct store_audit_report *r)
     }
     r->checked = ok;
     if (r->fault) {
-        snprintf(s->err, sizeof s->err, "store %s: the audit chain breaks at record %llu: %s",
+        snprintf(tl_err, sizeof tl_err, "store %s: the audit chain breaks at record %llu: %s",
                  s->dir, (unsigned long long)r->bad_seq, r->why);
         rc = STORE_E_CORRUPT;
     }
 out:
     if (c)
         mdb_cursor_close(c);
-    mdb_txn_abort(txn);
+    end_read(s, txn);
     return rc;
 }
 
@@ -1296,7 +1385,7 @@ out:
     free(buf);
     if (c)
         mdb_cursor_close(c);
-    mdb_txn_abort(txn);
+    end_read(s, txn);
     return rc;
 }
 
@@ -1512,7 +1601,7 @@ int store_outbox_first(struct store *s, uint32_t dest_id, uint64_t min_seq,
     const uint8_t *err;
     size_t err_len;
     if (dec_outbox(&v, &msg_id, &attempts, &next_ms, &err, &err_len)) {
-        snprintf(s->err, sizeof s->err, "store %s: outbox entry %u/%llu does not decode",
+        snprintf(tl_err, sizeof tl_err, "store %s: outbox entry %u/%llu does not decode",
                  s->dir, dest_id, (unsigned long long)seq);
         rc = STORE_E_CORRUPT;
         goto out;
@@ -1524,7 +1613,7 @@ int store_outbox_first(struct store *s, uint32_t dest_id, uint64_t min_seq,
     bool same = rc == 0 && pv.mv_size == 1 && ((uint8_t *)pv.mv_data)[0] == FORMAT_SAME;
     if (rc == MDB_NOTFOUND || (rc == 0 && !same && (pv.mv_size < 1
                                                     || ((uint8_t *)pv.mv_data)[0] != FORMAT))) {
-        snprintf(s->err, sizeof s->err, "store %s: outbox entry %u/%llu has no payload "
+        snprintf(tl_err, sizeof tl_err, "store %s: outbox entry %u/%llu has no payload "
                  "(message %llu)", s->dir, dest_id, (unsigned long long)seq,
                  (unsigned long long)msg_id);
         rc = STORE_E_CORRUPT;
@@ -1544,7 +1633,7 @@ int store_outbox_first(struct store *s, uint32_t dest_id, uint64_t min_seq,
     size_t plen = pv.mv_size - 1;
     if (same) {
         if (!raw) {
-            snprintf(s->err, sizeof s->err, "store %s: outbox entry %u/%llu: message %llu, "
+            snprintf(tl_err, sizeof tl_err, "store %s: outbox entry %u/%llu: message %llu, "
                      "whose bytes it sends, is gone", s->dir, dest_id,
                      (unsigned long long)seq, (unsigned long long)msg_id);
             rc = STORE_E_CORRUPT;
@@ -1585,7 +1674,7 @@ int store_outbox_first(struct store *s, uint32_t dest_id, uint64_t min_seq,
 out:
     if (c)
         mdb_cursor_close(c);
-    mdb_txn_abort(txn);
+    end_read(s, txn);
     return rc;
 }
 
@@ -1598,14 +1687,14 @@ static int outbox_get(struct store_txn *t, uint32_t dest, uint64_t seq, uint8_t 
     MDB_val k = { 12, kb }, v;
     int rc = mdb_get(t->txn, s->dbi[DB_OUTBOX], &k, &v);
     if (rc == MDB_NOTFOUND) {
-        snprintf(s->err, sizeof s->err, "store %s: no outbox entry %u/%llu", s->dir, dest,
+        snprintf(tl_err, sizeof tl_err, "store %s: no outbox entry %u/%llu", s->dir, dest,
                  (unsigned long long)seq);
         return STORE_E_NOT_FOUND;
     }
     if (rc)
         return fail(s, rc, "cannot read outbox");
     if (dec_outbox(&v, msg_id, NULL, NULL, NULL, NULL)) {
-        snprintf(s->err, sizeof s->err, "store %s: outbox entry %u/%llu does not decode",
+        snprintf(tl_err, sizeof tl_err, "store %s: outbox entry %u/%llu does not decode",
                  s->dir, dest, (unsigned long long)seq);
         return STORE_E_CORRUPT;
     }
@@ -1728,7 +1817,7 @@ int store_outbox_depth(struct store *s, uint32_t dest_id, uint64_t *n, uint64_t 
 out:
     if (c)
         mdb_cursor_close(c);
-    mdb_txn_abort(txn);
+    end_read(s, txn);
     if (!rc) {
         if (n) *n = count;
         if (oldest_ms) *oldest_ms = oldest;
@@ -1765,7 +1854,7 @@ int store_dead_count(struct store *s, uint32_t dest_id, uint64_t *n)
 out:
     if (c)
         mdb_cursor_close(c);
-    mdb_txn_abort(txn);
+    end_read(s, txn);
     if (!rc && n)
         *n = count;
     return rc;
@@ -1775,16 +1864,20 @@ int store_env_stats(struct store *s, struct store_env_stats *st)
 {
     MDB_envinfo info;
     MDB_stat ms;
-    int rc = ensure_env(s);
+    int rc = lock_env(s);
     if (rc)
         return rc;
-    if ((rc = mdb_env_info(s->env, &info)) || (rc = mdb_env_stat(s->env, &ms)))
+    if ((rc = mdb_env_info(s->env, &info)) || (rc = mdb_env_stat(s->env, &ms))) {
+        pthread_rwlock_unlock(&s->lock);
         return fail(s, rc, "cannot read the environment's statistics");
+    }
+    uint64_t map_max = s->map_max;
+    pthread_rwlock_unlock(&s->lock);
     uint64_t page = ms.ms_psize ? ms.ms_psize : 4096;
     uint64_t total = (uint64_t)info.me_mapsize / page;
     uint64_t used = (uint64_t)info.me_last_pgno + 1;
     *st = (struct store_env_stats){
-        .map_bytes = (uint64_t)info.me_mapsize, .map_max = s->map_max,
+        .map_bytes = (uint64_t)info.me_mapsize, .map_max = map_max,
         .page_bytes = page, .pages_total = total, .pages_used = used > total ? total : used,
         .pages_free = used > total ? 0 : total - used,
         .readers = info.me_numreaders, .max_readers = info.me_maxreaders,
@@ -1958,7 +2051,7 @@ int store_prune_scan(struct store_prune *p, size_t max, bool *done)
 out:
     if (c)
         mdb_cursor_close(c);
-    mdb_txn_abort(txn);
+    end_read(s, txn);
     return rc;
 }
 

@@ -51,7 +51,8 @@ void delivery_report(struct adapter *a, const struct delivery *d,
 
 /* ------------------------------------------------------------ the engine
  *
- * One engine per broker, on the event loop. Each configured destination
+ * One engine per broker, on the event loop (its sending side on a thread
+ * of its own when delivery_opts.threaded). Each configured destination
  * is an adapter instance fed strictly in outbox order, one delivery in
  * flight at a time:
  *   - the head entry is read from the store (attempts and next attempt
@@ -102,6 +103,14 @@ struct delivery_opts {
        the type its config names (NULL: adapter_new_destination). */
     const struct adapter_type       *type;
     uint64_t                         seed;    /* backoff jitter; 0: from the clock */
+    /* Run the sending side (the destination adapters, their timers, the
+       reads of the outbox) on a thread of its own with its own event_base;
+       the outcome writes stay on base's loop (inside ingest's commits or
+       the engine's own), so a commit's fsync never holds up a subscriber's
+       ACK. Needs evthread_use_pthreads() called before base was made. Every
+       delivery_* call is still made from base's thread. false: everything
+       on base. */
+    bool                             threaded;
 };
 
 /* Create the engine: each destination's adapter (configured and

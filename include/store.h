@@ -73,7 +73,13 @@ struct store_txn;
 
 /* The last failure on s as a sentence naming the directory and the cause
  * (LMDB's or the system's words), e.g. "store var/data: commit failed: No
- * space left on device". Valid until the next call on s; "" before any. */
+ * space left on device". Kept per thread: the calling thread's last
+ * failure, valid until its next store call; "" before any.
+ *
+ * Threads: one thread writes (store_begin ... commit, store_grow, the
+ * pruner); the read calls (store_get_*, store_count, store_outbox_first,
+ * store_outbox_depth, ...) may run on other threads at the same time. A
+ * resize of the map or a reopen waits for every transaction to end. */
 const char *store_last_error(const struct store *s);
 
 struct store_opts {
@@ -96,9 +102,9 @@ void store_close(struct store *s);
 uint64_t store_map_size(const struct store *s);
 uint64_t store_map_max(const struct store *s);
 
-/* Double the map (up to map_max). Call with no transaction open, in this
- * process's other threads either (LMDB remaps). Returns STORE_E_FULL when
- * already at the ceiling. */
+/* Double the map (up to map_max). Call with no write transaction open;
+ * it waits for reads open on other threads to end (LMDB remaps). Returns
+ * STORE_E_FULL when already at the ceiling. */
 int store_grow(struct store *s);
 
 /* A write transaction. Any call may return STORE_E_MAP_FULL: abort, grow,

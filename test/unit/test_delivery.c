@@ -2,7 +2,9 @@
  * test_delivery.c: the delivery engine on a real event loop and a temp
  * store, with a fake destination adapter type whose behaviour each test
  * scripts: OK, RETRY n times then OK, PERMANENT; reported synchronously
- * from send() or from a timer.
+ * from send() or from a timer. The test_threaded_* tests run the engine
+ * with its sending side on a thread of its own (delivery_opts.threaded):
+ * the fake then runs on that thread and records under sent_lock.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +13,7 @@
 #include <cmocka.h>
 
 #include <ftw.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +22,7 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <event2/thread.h>
 
 #include "adapter.h"
 #include "config.h"
@@ -43,12 +47,22 @@ struct script {
     int            fails;
     bool           refuse;      /* send() returns -1 without reporting */       /* B_RETRY_THEN_OK: RETRY this many times per message */
     bool           async;       /* report from a 0 ms timer */
+    bool           hold;        /* never report (a delivery stays in flight) */
 };
 
 #define MAX_SENT 256
 static struct sent sent[MAX_SENT];
 static int n_sent;
 static struct script scripts[2];   /* by destination: "a", "b" */
+static pthread_mutex_t sent_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int sent_count(void)
+{
+    pthread_mutex_lock(&sent_lock);
+    int n = n_sent;
+    pthread_mutex_unlock(&sent_lock);
+    return n;
+}
 
 struct fake_state {
     struct event          *ev;
@@ -83,16 +97,21 @@ static int fake_send(struct adapter *a, const struct delivery *d)
 {
     struct fake_state *st = a->state;
     struct script *sc = &scripts[a->name[0] == 'b'];
+    pthread_mutex_lock(&sent_lock);
     assert_true(n_sent < MAX_SENT);
-    struct sent *s = &sent[n_sent++];
+    struct sent *s = &sent[n_sent];
     snprintf(s->dest, sizeof s->dest, "%s", a->name);
     snprintf(s->ctrl, sizeof s->ctrl, "%s", d->control_id);
     s->seq = d->seq;
     s->attempt = d->attempt;
     s->at_ms = now_ms();
+    n_sent++;
+    pthread_mutex_unlock(&sent_lock);
     assert_string_equal(d->payload_control_id, d->control_id);
     if (sc->refuse)
         return -1;
+    if (sc->hold)
+        return 0;
     enum delivery_outcome o = DELIVERY_OK;
     if (sc->b == B_PERMANENT)
         o = DELIVERY_PERMANENT;
@@ -174,14 +193,25 @@ static int teardown(void **state)
     return rc;
 }
 
-static void start(struct fx *f, size_t n)
+static void start_mode(struct fx *f, size_t n, bool threaded)
 {
     struct delivery_opts o = { .base = f->base, .store = f->s, .dests = f->dests,
-                               .n_dests = n, .type = &fake_type, .seed = 42 };
+                               .n_dests = n, .type = &fake_type, .seed = 42,
+                               .threaded = threaded };
     char err[256] = "";
     int rc = delivery_new(&o, &f->e, err, sizeof err);
     if (rc)
         fail_msg("delivery_new: %s", err);
+}
+
+static void start(struct fx *f, size_t n)
+{
+    start_mode(f, n, false);
+}
+
+static void start_threaded(struct fx *f, size_t n)
+{
+    start_mode(f, n, true);
 }
 
 static void enqueue(struct fx *f, const char *dest, const char *ctrl)
@@ -238,7 +268,17 @@ static int want_sent;
 static bool sent_reached(struct fx *f)
 {
     (void)f;
-    return n_sent >= want_sent;
+    return sent_count() >= want_sent;
+}
+
+/* Threaded: wait for n sends without running the main loop (nothing is
+ * written meanwhile). */
+static bool wait_sent(int n, int ms)
+{
+    uint64_t end = now_ms() + (uint64_t)ms;
+    while (sent_count() < n && now_ms() < end)
+        usleep(1000);
+    return sent_count() >= n;
 }
 
 static bool a_empty(struct fx *f)
@@ -599,8 +639,196 @@ static void test_in_flight_at_stop_is_resent(void **state)
     assert_int_equal(sent[1].attempt, 1);
 }
 
+/* ------------------------------------------------------------ threaded */
+
+/* Many messages to two destinations, one reporting from send(), one from
+ * a timer: each destination's order kept, every outcome written. */
+static void test_threaded_fifo(void **state)
+{
+    struct fx *f = *state;
+    scripts[1] = (struct script){ .b = B_OK, .async = true };
+    for (int i = 0; i < 60; i++) {
+        char ctrl[16];
+        snprintf(ctrl, sizeof ctrl, "A%d", i + 1);
+        enqueue(f, "a", ctrl);
+        snprintf(ctrl, sizeof ctrl, "B%d", i + 1);
+        enqueue(f, "b", ctrl);
+    }
+    start_threaded(f, 2);
+    for (int i = 0; i < 40; i++) {     /* more while it runs */
+        char ctrl[16];
+        snprintf(ctrl, sizeof ctrl, "A%d", i + 61);
+        enqueue(f, "a", ctrl);
+        snprintf(ctrl, sizeof ctrl, "B%d", i + 61);
+        enqueue(f, "b", ctrl);
+        delivery_kick(f->e);
+    }
+    assert_true(run_until(f, 5000, a_empty));
+    assert_true(run_until(f, 5000, b_empty));
+    assert_int_equal(sent_count(), 200);
+    int na = 0, nb = 0;
+    for (int i = 0; i < 200; i++) {
+        char want[16];
+        int k = sent[i].dest[0] == 'a' ? ++na : ++nb;
+        snprintf(want, sizeof want, "%c%d", sent[i].dest[0] == 'a' ? 'A' : 'B', k);
+        assert_string_equal(sent[i].ctrl, want);
+        assert_int_equal(sent[i].attempt, 1);
+    }
+    struct delivery_dest_stats st;
+    assert_int_equal(delivery_get_stats(f->e, "a", &st), 0);
+    assert_int_equal(st.delivered, 100);
+    assert_false(st.in_flight);
+    struct delivery_engine_stats es;
+    delivery_get_engine_stats(f->e, &es);
+    assert_int_equal(es.outcomes_written, 200);
+}
+
+/* A retry waits for its write (on the main loop), then for its time, on
+ * the delivery thread; the order is kept. */
+static void test_threaded_retry(void **state)
+{
+    struct fx *f = *state;
+    scripts[0] = (struct script){ .b = B_RETRY_THEN_OK, .fails = 3, .async = true };
+    enqueue(f, "a", "M1");
+    enqueue(f, "a", "M2");
+    start_threaded(f, 1);
+    assert_true(run_until(f, 5000, a_empty));
+    assert_int_equal(sent_count(), 8);
+    for (int i = 0; i < 8; i++) {
+        assert_string_equal(sent[i].ctrl, i < 4 ? "M1" : "M2");
+        assert_int_equal(sent[i].attempt, (unsigned)(i % 4) + 1);
+        if (i % 4)   /* the backoff's lower bound */
+            assert_true(sent[i].at_ms - sent[i - 1].at_ms + 1 >= 5);
+    }
+    struct delivery_dest_stats st;
+    assert_int_equal(delivery_get_stats(f->e, "a", &st), 0);
+    assert_int_equal(st.retried, 6);
+    assert_int_equal(st.delivered, 2);
+}
+
+/* A retry is not tried again until the main loop has written it. */
+static void test_threaded_retry_waits_for_write(void **state)
+{
+    struct fx *f = *state;
+    scripts[0] = (struct script){ .b = B_RETRY_THEN_OK, .fails = 1 };
+    enqueue(f, "a", "M1");
+    start_threaded(f, 1);
+    assert_true(wait_sent(1, 2000));
+    assert_false(wait_sent(2, 100));    /* the main loop has not run */
+    assert_true(run_until(f, 2000, a_empty));
+    assert_int_equal(sent_count(), 2);
+    assert_int_equal(sent[1].attempt, 2);
+}
+
+static bool a_waiting(struct fx *f)
+{
+    struct delivery_dest_stats st;
+    assert_int_equal(delivery_get_stats(f->e, "a", &st), 0);
+    return st.next_attempt_ms != 0;
+}
+
+static void test_threaded_pause_resume(void **state)
+{
+    struct fx *f = *state;
+    f->dests[0].paused = true;
+    enqueue(f, "a", "M1");
+    start_threaded(f, 1);
+    delivery_kick(f->e);
+    want_sent = 1;
+    assert_false(run_until(f, 100, sent_reached));
+    assert_int_equal(delivery_resume(f->e, "a"), 0);
+    assert_true(run_until(f, 2000, a_empty));
+    assert_int_equal(sent_count(), 1);
+    assert_int_equal(delivery_pause(f->e, "a"), 0);
+    enqueue(f, "a", "M2");
+    delivery_kick(f->e);
+    want_sent = 2;
+    assert_false(run_until(f, 100, sent_reached));
+    assert_int_equal(delivery_resume(f->e, "a"), 0);
+    assert_true(run_until(f, 2000, a_empty));
+    assert_string_equal(sent[1].ctrl, "M2");
+
+    /* paused while its head waits for a retry: it stays put */
+    f->dests[0].retry.initial_ms = 300;
+    scripts[0] = (struct script){ .b = B_RETRY_THEN_OK, .fails = 1 };
+    enqueue(f, "a", "M3");
+    delivery_kick(f->e);
+    assert_true(run_until(f, 2000, a_waiting));
+    assert_int_equal(delivery_pause(f->e, "a"), 0);
+    assert_false(a_waiting(f));
+    want_sent = 4;
+    assert_false(run_until(f, 600, sent_reached));
+    assert_int_equal(delivery_resume(f->e, "a"), 0);
+    assert_true(run_until(f, 2000, a_empty));
+    assert_int_equal(sent_count(), 4);
+    assert_string_equal(sent[3].ctrl, "M3");
+    assert_int_equal(sent[3].attempt, 2);
+    assert_int_equal(delivery_pause(f->e, "nope"), DELIVERY_E_NOT_FOUND);
+}
+
+/* The outcomes reported on the delivery thread join the next ingest
+ * commit on the main loop. */
+static void test_threaded_outcomes_join_ingest_commit(void **state)
+{
+    struct fx *f = *state;
+    struct ingest *in;
+    assert_int_equal(ingest_new(f->base, f->s, &in), 0);
+    enqueue(f, "a", "M1");
+    enqueue(f, "a", "M2");
+    enqueue(f, "a", "M3");
+    start_threaded(f, 1);
+    delivery_attach_ingest(f->e, in);
+    /* sent on the delivery thread while the main loop does not run */
+    assert_true(wait_sent(3, 2000));
+    assert_int_equal(depth(f, "a"), 3);
+    static const char msg[] =
+        "MSH|^~\\&|PAS|RLH|LCR|NEL|20250101120000||ADT^A01^ADT_A01|X1|P|2.4\r"
+        "PID|1||9434765919^^^NHS^NH||SMITH^JOHN\r";
+    struct ingest_origin o = { "pas", "127.0.0.1:5000", NULL };
+    int replies = 0;
+    assert_int_equal(ingest_submit(in, &o, NULL, msg, strlen(msg), on_reply, &replies), 0);
+    assert_true(run_until(f, 2000, a_empty));
+    assert_int_equal(replies, 1);
+    struct delivery_engine_stats es;
+    delivery_get_engine_stats(f->e, &es);
+    assert_int_equal(es.own_commits, 0);
+    assert_int_equal(es.joined_commits, 1);
+    assert_int_equal(es.outcomes_written, 3);
+    delivery_free(f->e);   /* first: it detaches itself from in */
+    f->e = NULL;
+    ingest_free(in);
+}
+
+/* Freed with a delivery in flight (the thread stopped, the adapter freed
+ * on the main thread): the entry is sent again next time, same attempt. */
+static void test_threaded_free_in_flight(void **state)
+{
+    struct fx *f = *state;
+    scripts[0] = (struct script){ .b = B_OK, .hold = true };
+    enqueue(f, "a", "M1");
+    enqueue(f, "a", "M2");
+    start_threaded(f, 1);
+    assert_true(wait_sent(1, 2000));
+    struct delivery_dest_stats st;
+    assert_int_equal(delivery_get_stats(f->e, "a", &st), 0);
+    assert_true(st.in_flight);
+    delivery_free(f->e);
+    f->e = NULL;
+    assert_int_equal(depth_id(f, st.dest_id), 2);
+    scripts[0] = (struct script){ .b = B_OK, .async = true };
+    start_threaded(f, 1);
+    assert_true(run_until(f, 2000, a_empty));
+    assert_int_equal(sent_count(), 3);
+    assert_string_equal(sent[1].ctrl, "M1");
+    assert_int_equal(sent[1].attempt, 1);
+    assert_string_equal(sent[2].ctrl, "M2");
+}
+
 int main(void)
 {
+    /* before any event_base: the threaded engine wakes loops across threads */
+    if (evthread_use_pthreads() != 0)
+        return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_fifo_ok, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_keeps_order_and_backoff_bounds, setup,
@@ -617,6 +845,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_seq_restart_after_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_refused_is_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_in_flight_at_stop_is_resent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_threaded_fifo, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_threaded_retry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_threaded_retry_waits_for_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_threaded_pause_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_threaded_outcomes_join_ingest_commit, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_threaded_free_in_flight, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,6 +16,7 @@
 #include <ftw.h>
 #include <lmdb.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1461,6 +1462,108 @@ static void test_strerror(void **state)
     assert_string_equal(store_strerror(-5), "unknown store error");
 }
 
+/* ------------------------------------------------------------ threads */
+
+struct reader {
+    struct store *s;
+    volatile int  stop;
+    uint64_t      reads, last_seen;
+    int           rc;
+    char          err[512];
+};
+
+/* Reads on a thread of its own (as the delivery thread does) while the
+ * main thread writes and grows the map. */
+static void *reader_main(void *arg)
+{
+    struct reader *r = arg;
+    while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE) && r->reads < 1000000) {
+        uint64_t n = 0;
+        int rc = store_count(r->s, "messages", &n);
+        if (rc) {
+            r->rc = rc;
+            snprintf(r->err, sizeof r->err, "%s", store_last_error(r->s));
+            break;
+        }
+        if (n < r->last_seen) {      /* a committed message went missing */
+            r->rc = -1;
+            break;
+        }
+        r->last_seen = n;
+        struct store_msg m;
+        void *owner = NULL;
+        if (n && (rc = store_get_message(r->s, n, &m, &owner)) != 0) {
+            r->rc = rc;
+            break;
+        }
+        free(owner);
+        r->reads++;
+    }
+    return NULL;
+}
+
+static void test_reads_on_another_thread_while_growing(void **state)
+{
+    struct fx *f = *state;
+    struct store *s = open_store(f, 64 * KiB, 4 * MiB);
+    struct reader r = { .s = s };
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, reader_main, &r), 0);
+    uint64_t next = 1;
+    int grows = 0, rc;
+    for (int i = 0; i < 100000; i++) {
+        rc = write_batch(s, next);
+        if (rc == 0) {
+            next += 4;
+            continue;
+        }
+        assert_int_equal(rc, STORE_E_MAP_FULL);
+        if ((rc = store_grow(s)) == STORE_E_FULL)
+            break;
+        assert_int_equal(rc, 0);
+        grows++;
+    }
+    __atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    if (r.rc)
+        print_error("reader: %d %s\n", r.rc, r.err);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(grows, 6);             /* 128 KiB .. 4 MiB */
+    assert_true(r.reads > 0);
+    assert_int_equal(count(s, "messages"), next - 1);
+    store_close(s);
+}
+
+/* A failure on one thread leaves the text another thread reads alone. */
+static void *fail_read(void *arg)
+{
+    struct store *s = arg;
+    struct store_msg m;
+    void *owner;
+    uint64_t n;
+    store_count(s, "nosuch", &n);
+    store_get_message(s, 999999, &m, &owner);
+    return (void *)(intptr_t)(strstr(store_last_error(s), "no such database") != NULL);
+}
+
+static void test_last_error_per_thread(void **state)
+{
+    struct fx *f = *state;
+    struct store *s = open_store(f, 0, 0);
+    struct store_txn *t;
+    assert_int_equal(store_begin(s, &t), 0);
+    assert_int_equal(store_grow(s), STORE_E_INVAL);
+    assert_non_null(strstr(store_last_error(s), "transaction open"));
+    pthread_t th;
+    void *ok;
+    assert_int_equal(pthread_create(&th, NULL, fail_read, s), 0);
+    assert_int_equal(pthread_join(th, &ok), 0);
+    assert_true(ok != NULL);
+    assert_non_null(strstr(store_last_error(s), "transaction open"));
+    store_abort(t);
+    store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1485,6 +1588,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failed_call_poisons_txn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_disk_full_then_recovers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_records, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reads_on_another_thread_while_growing, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_last_error_per_thread, setup, teardown),
         cmocka_unit_test(test_strerror),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2304,7 +2304,7 @@ int store_dest_find(struct store *s, const char *name, uint32_t *id)
         rc = fail_code(s, STORE_E_CORRUPT, "meta dest: entry has the wrong size");
     else
         *id = get_be32(v.mv_data);
-    mdb_txn_abort(txn);
+    end_read(s, txn);
     return rc;
 }
 
@@ -2359,7 +2359,7 @@ int store_queue_list(struct store *s, uint32_t dest_id, bool dead, uint64_t offs
         int bad = dead ? dec_dead(&v, &it.msg_id, &e, &el)
                        : dec_outbox(&v, &it.msg_id, &it.attempts, &it.next_attempt_ms, &e, &el);
         if (bad) {
-            snprintf(s->err, sizeof s->err, "store %s: %s entry %u/%llu does not decode",
+            snprintf(tl_err, sizeof tl_err, "store %s: %s entry %u/%llu does not decode",
                      s->dir, db_names[db], dest_id, (unsigned long long)it.seq);
             rc = STORE_E_CORRUPT;
             goto out;
@@ -2390,7 +2390,7 @@ int store_queue_list(struct store *s, uint32_t dest_id, bool dead, uint64_t offs
 out:
     if (c)
         mdb_cursor_close(c);
-    mdb_txn_abort(txn);
+    end_read(s, txn);
     return rc;
 }
 
@@ -2402,7 +2402,7 @@ static int scan_one(struct store *s, uint64_t id, const MDB_val *v, store_msg_fn
     void *owner = NULL;
     int rc = dec_msg(v, &m, &owner);
     if (rc == STORE_E_CORRUPT) {
-        snprintf(s->err, sizeof s->err, "store %s: messages record %llu does not decode",
+        snprintf(tl_err, sizeof tl_err, "store %s: messages record %llu does not decode",
                  s->dir, (unsigned long long)id);
         return rc;
     }
@@ -2493,7 +2493,7 @@ int store_msg_scan(struct store *s, const char *nhs_number, uint64_t max_scan,
 out:
     if (c)
         mdb_cursor_close(c);
-    mdb_txn_abort(txn);
+    end_read(s, txn);
     if (scanned)
         *scanned = n;
     if (more)
@@ -2512,7 +2512,7 @@ int store_has_payload(struct store *s, uint32_t dest_id, uint64_t msg_id, bool *
         return rc;
     rc = mdb_get(txn, s->dbi[DB_PAYLOADS], &k, &v);
     *yes = rc == 0;
-    mdb_txn_abort(txn);
+    end_read(s, txn);
     return rc == 0 || rc == MDB_NOTFOUND ? 0 : fail(s, rc, "payloads");
 }
 
@@ -2621,7 +2621,7 @@ int store_msg_deliveries(struct store *s, uint64_t msg_id, store_delivery_fn fn,
 out:
     if (c)
         mdb_cursor_close(c);
-    mdb_txn_abort(txn);
+    end_read(s, txn);
     return rc;
 }
 
@@ -2675,7 +2675,7 @@ static int dead_collect(struct store_txn *t, uint32_t dest_id, uint64_t only, ui
         if (only && seq != only)
             break;
         if (dec_dead(&v, &msg_id, &e, &el)) {
-            snprintf(s->err, sizeof s->err, "store %s: dead entry %u/%llu does not decode",
+            snprintf(tl_err, sizeof tl_err, "store %s: dead entry %u/%llu does not decode",
                      s->dir, dest_id, (unsigned long long)seq);
             rc = STORE_E_CORRUPT;
             break;
@@ -2702,7 +2702,7 @@ static int dead_collect(struct store_txn *t, uint32_t dest_id, uint64_t only, ui
     else if (rc > 0)
         rc = fail(s, rc, "dead");
     if (!rc && only && *n == 0) {
-        snprintf(s->err, sizeof s->err, "store %s: no dead letter %u/%llu", s->dir, dest_id,
+        snprintf(tl_err, sizeof tl_err, "store %s: no dead letter %u/%llu", s->dir, dest_id,
                  (unsigned long long)only);
         rc = STORE_E_NOT_FOUND;
     }
@@ -2760,7 +2760,7 @@ int store_replay(struct store_txn *t, const char *dest, uint64_t msg_id, uint64_
     MDB_val mk = { 8, kb }, mv;
     rc = mdb_get(t->txn, s->dbi[DB_MESSAGES], &mk, &mv);
     if (rc == MDB_NOTFOUND) {
-        snprintf(s->err, sizeof s->err, "store %s: no message %llu", s->dir,
+        snprintf(tl_err, sizeof tl_err, "store %s: no message %llu", s->dir,
                  (unsigned long long)msg_id);
         return STORE_E_NOT_FOUND;
     }

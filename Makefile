@@ -19,7 +19,7 @@ BUILD := build/san-$(subst $(comma),-,$(SANITIZER))
 SANFLAGS := -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all
 endif
 
-PKGS      := libevent libevent_openssl libevent_pthreads openssl libconfig jansson
+PKGS      := libevent libevent_openssl libevent_pthreads openssl libconfig jansson libxml-2.0
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -llmdb -lzmq -lpthread
 
@@ -30,7 +30,7 @@ LDFLAGS  += $(SANFLAGS)
 
 # The Debian packages the build, the tests and the benchmarks need.
 DEB_PACKAGES := gcc make pkg-config libzmq3-dev libevent-dev libssl-dev \
-                liblmdb-dev lmdb-utils libconfig-dev libcmocka-dev libjansson-dev \
+                liblmdb-dev lmdb-utils libconfig-dev libcmocka-dev libjansson-dev libxml2-dev \
                 openssl valgrind python3 python3-hl7 curl xxd
 FUZZ_PACKAGES := clang
 # Only `make test` needs these: the dashboard test renders the page in a

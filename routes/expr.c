@@ -1199,7 +1199,9 @@ static void explain_leaf(struct buf *why, struct eval *ev, const struct node *n)
         }
         buf_puts(why, "NHS number ");
         put_quoted(why, num, len);
-        buf_printf(why, " has no objection for %s", n->table);
+        buf_printf(why, objections_has(n->reg, num, len, n->table) ? " objected for %s"
+                                                                   : " has no objection for %s",
+                   n->table);
         return;
     }
     case N_NHS:

@@ -103,7 +103,7 @@ arrived "$tmp/research" OK-2
 check "an objection removed at run time: the next message reaches research" $? "$log"
 
 post "/api/v1/objections?nhs_number=9990000019&purpose=research"
-[ "$code" = 400 ] && grep -q 'check digit' "$tmp/body"
+[ "$code" = 400 ] && grep -q 'check digit is wrong' "$tmp/body"
 check "POST with a bad NHS number: 400 naming the check digit" $? "$tmp/body"
 post "/api/v1/objections?nhs_number=9990000026&purpose=Research!"
 [ "$code" = 400 ]

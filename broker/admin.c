@@ -284,6 +284,7 @@ struct admin {
     struct delivery_engine *delivery;
     admin_reload_fn         reload;
     void                   *reload_ctx;
+    struct objections      *objections;
     struct evhttp          *http;
     SSL_CTX                *ssl;
     char                  **subjects;
@@ -327,6 +328,11 @@ const struct config *admin_config(const struct admin *a)
 struct store *admin_store(const struct admin *a)
 {
     return a->store;
+}
+
+struct objections *admin_objections(const struct admin *a)
+{
+    return a->objections;
 }
 
 struct delivery_engine *admin_delivery(const struct admin *a)
@@ -1123,6 +1129,12 @@ static const struct endpoint endpoints[] = {
     { EVHTTP_REQ_POST, "/api/v1/messages/*/replay", true, admin_api_replay_params,
       admin_api_replay },
     { EVHTTP_REQ_POST, "/api/v1/reload",           true,  NULL,        admin_api_reload },
+    { EVHTTP_REQ_GET, "/api/v1/objections",        true,  admin_api_objection_list_params,
+      admin_api_objections },
+    { EVHTTP_REQ_POST, "/api/v1/objections",       true,  admin_api_objection_params,
+      admin_api_objection_add },
+    { EVHTTP_REQ_DELETE, "/api/v1/objections",     true,  admin_api_objection_params,
+      admin_api_objection_remove },
     { EVHTTP_REQ_GET, "/api/v1/audit",             true,  admin_api_audit_params,
       admin_api_audit },
 };
@@ -1461,6 +1473,7 @@ int admin_new(const struct admin_opts *o, struct admin **out, char *err, size_t 
     a->delivery = o->delivery;
     a->reload = o->reload;
     a->reload_ctx = o->reload_ctx;
+    a->objections = o->objections;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     a->start_time = (double)ts.tv_sec + (double)(ts.tv_nsec / 1000000) / 1000.0;

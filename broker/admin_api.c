@@ -15,6 +15,7 @@
 #include "config.h"
 #include "delivery.h"
 #include "log.h"
+#include "objections.h"
 #include "store.h"
 
 #define COMPONENT "admin"
@@ -843,4 +844,111 @@ void admin_api_audit(struct admin_request *r)
         return;
     }
     admin_reply_json(r, 200, json_pack("{s:o}", "items", items));
+}
+
+/* ============================================================ objections */
+
+const char *const admin_api_objection_params[] = { "nhs_number", "purpose", NULL };
+const char *const admin_api_objection_list_params[] = { "purpose", NULL };
+
+static int objection_json(void *ctx, const char *nhs, const char *purpose, bool from_file)
+{
+    json_t *o = json_pack("{s:s,s:s,s:s}", "nhs_number", nhs, "purpose", purpose, "source",
+                          from_file ? "file" : "api");
+    return o ? json_array_append_new(ctx, o) : -1;
+}
+
+/* The register, or NULL after a 409. */
+static struct objections *objections_of(struct admin_request *r)
+{
+    struct objections *o = admin_objections(admin_of(r));
+    if (!o)
+        admin_reply_error(r, 409, "not_running", "the objections register is not available");
+    return o;
+}
+
+void admin_api_objections(struct admin_request *r)
+{
+    struct objections *o = objections_of(r);
+    if (!o)
+        return;
+    const char *purpose = admin_query(r, "purpose");
+    if (purpose && !objections_purpose_valid(purpose)) {
+        admin_reply_error(r, 400, "bad_parameter", "purpose: 1 to %d characters of a-z, 0-9, "
+                          "'_' and '-'", OBJECTIONS_PURPOSE_MAX);
+        return;
+    }
+    json_t *items = json_array();
+    if (!items || objections_each(o, purpose, objection_json, items)) {
+        json_decref(items);
+        admin_reply_error(r, 500, "nomem", "out of memory");
+        return;
+    }
+    json_t *body = json_pack("{s:I,s:o}", "total", (json_int_t)json_array_size(items),
+                             "items", items);
+    admin_reply_json(r, 200, body);
+}
+
+static void objection_change(struct admin_request *r, bool objected)
+{
+    const char *action = objected ? "objection_add" : "objection_remove";
+    struct objections *o = objections_of(r);
+    if (!o)
+        return;
+    const char *num = admin_query(r, "nhs_number"), *purpose = admin_query(r, "purpose");
+    char nhs[11];
+    const char *why = "";
+    if (!num || objections_nhs_normalise(num, strlen(num), nhs, &why)) {
+        admin_reply_error(r, 400, "bad_parameter", "nhs_number: %s",
+                          num ? why : "required: a valid NHS number");
+        return;
+    }
+    if (!purpose || !objections_purpose_valid(purpose)) {
+        admin_reply_error(r, 400, "bad_parameter", "purpose: required, 1 to %d characters of "
+                          "a-z, 0-9, '_' and '-' (direct_care, research, ...)",
+                          OBJECTIONS_PURPOSE_MAX);
+        return;
+    }
+    char subject[128];
+    snprintf(subject, sizeof subject, "nhs_number=%s purpose=%s", nhs, purpose);
+    /* Durable first: the register changes once the store has it. */
+    struct store *s = admin_store(admin_of(r));
+    int rc;
+    for (;;) {
+        struct store_txn *t;
+        if ((rc = store_begin(s, &t)))
+            break;
+        if ((rc = store_objection_put(t, nhs, purpose, objected)))
+            store_abort(t);
+        else
+            rc = store_commit(t);
+        if (rc != STORE_E_MAP_FULL || (rc = store_grow(s)))
+            break;
+    }
+    if (rc) {
+        admin_audit(r, action, subject, "failed", store_strerror(rc));
+        store_failed(r, rc);
+        return;
+    }
+    bool changed = false;
+    if (objections_change(o, nhs, purpose, objected, &changed)) {
+        admin_audit(r, action, subject, "failed", "out of memory");
+        admin_reply_error(r, 500, "nomem", "out of memory");
+        return;
+    }
+    admin_audit(r, action, subject, "ok", changed ? "" : "no change");
+    log_info(COMPONENT, objected ? "objection added" : "objection removed",
+             "purpose=%s admin=%s changed=%s", purpose, admin_actor(r), changed ? "yes" : "no");
+    admin_reply_json(r, 200, json_pack("{s:s,s:s,s:b,s:b}", "nhs_number", nhs, "purpose",
+                                       purpose, "objected", objected, "changed", changed));
+}
+
+void admin_api_objection_add(struct admin_request *r)
+{
+    objection_change(r, true);
+}
+
+void admin_api_objection_remove(struct admin_request *r)
+{
+    objection_change(r, false);
 }

@@ -25,4 +25,10 @@ void admin_api_replay(struct admin_request *r);
 void admin_api_reload(struct admin_request *r);
 void admin_api_audit(struct admin_request *r);
 
+extern const char *const admin_api_objection_params[];
+extern const char *const admin_api_objection_list_params[];
+void admin_api_objections(struct admin_request *r);
+void admin_api_objection_add(struct admin_request *r);
+void admin_api_objection_remove(struct admin_request *r);
+
 #endif

@@ -202,6 +202,20 @@ static const struct config_section retention_section = {
     .check = retention_check,
 };
 
+/* --------------------------------------------------------- objections */
+
+static const struct config_row objections_rows[] = {
+    ROW_STR(struct config_objections, file, ROW_SUM, NULL, config_valid_file,
+        "CSV file of objections, \"nhs_number,purpose\" a line; read again at each reload"),
+    ROW_END
+};
+
+static const struct config_section objections_section = {
+    .name = "objections",
+    .rows = objections_rows,
+    .size = sizeof(struct config_objections),
+};
+
 /* -------------------------------------------------------------- tables */
 
 static const struct config_row table_rows[] = {
@@ -507,6 +521,8 @@ static const struct config_row root_rows[] = {
     ROW_GROUP(struct config, broker, 0, &broker_section, "the broker itself"),
     ROW_GROUP(struct config, retention, 0, &retention_section,
          "how long delivered messages and refused ones are kept (audit records: always)"),
+    ROW_GROUP(struct config, objections, 0, &objections_section,
+         "the register of people who objected to sharing, per purpose (objected() in routes)"),
     ROW_LIST(struct config, tables, n_tables, &table_section,
          "lookup tables for transforms"),
     ROW_LIST(struct config, sources, n_sources, &source_section,

@@ -73,6 +73,10 @@ static void usage_online(FILE *f)
         "  dead purge DEST [--seq N]      dead letters deleted\n"
         "  pause DEST | resume DEST       stop or restart delivery to DEST\n"
         "  reload                         read the config again (as SIGHUP)\n"
+        "  objection list [--purpose P]   the objections register in force\n"
+        "  objection add|remove NHS PURPOSE\n"
+        "                                 record or withdraw an objection (at once,\n"
+        "                                 kept in the store, audited)\n"
         "\n"
         "  --json            print the API's JSON instead of a table\n"
         "  --url URL         the admin API (default $HL7BROKER_URL or " DEFAULT_URL ")\n"
@@ -331,7 +335,9 @@ static int http_call(struct ctl *c, const char *method, const char *path, struct
         pl--;
     buf_append(&full, prefix ? prefix : "", pl);
     buf_puts(&full, path);
-    enum evhttp_cmd_type type = strcmp(method, "POST") == 0 ? EVHTTP_REQ_POST : EVHTTP_REQ_GET;
+    enum evhttp_cmd_type type = strcmp(method, "POST") == 0     ? EVHTTP_REQ_POST
+                                : strcmp(method, "DELETE") == 0 ? EVHTTP_REQ_DELETE
+                                                                : EVHTTP_REQ_GET;
     if (type == EVHTTP_REQ_POST)
         evhttp_add_header(h, "Content-Length", "0");
     if (!full.p || evhttp_make_request(conn, req, type, full.p) != 0) {
@@ -862,6 +868,58 @@ int cmd_reload(int argc, char **argv)
     if (rc || !b)
         return rc;
     printf("config reloaded\n");
+    return finish(b);
+}
+
+int cmd_objection(int argc, char **argv)
+{
+    static const char *const names[] = { "--purpose", NULL };
+    struct ctl c = { 0 };
+    int prc = parse_args(&c, argc, argv, names, NULL);
+    if (prc)
+        return prc > 0 ? EXIT_OK : EXIT_USAGE;
+    const char *sub = c.npos ? c.pos[0] : "";
+    bool list = strcmp(sub, "list") == 0;
+    bool add = strcmp(sub, "add") == 0, rem = strcmp(sub, "remove") == 0;
+    if ((!list && !add && !rem) || c.npos != (list ? 1 : 3) || (!list && opt(&c, "--purpose"))) {
+        fprintf(stderr, "%s objection: usage: %s objection list [--purpose P] | "
+                "add NHS_NUMBER PURPOSE | remove NHS_NUMBER PURPOSE\n", prog, prog);
+        free(c.token_owned);
+        return EXIT_USAGE;
+    }
+    if (resolve_conn(&c)) {
+        free(c.token_owned);
+        return EXIT_USAGE;
+    }
+    struct buf p = { 0 };
+    buf_puts(&p, "/api/v1/objections");
+    if (list) {
+        query_add(&p, "purpose", opt(&c, "--purpose"));
+    } else {
+        query_add(&p, "nhs_number", c.pos[1]);
+        query_add(&p, "purpose", c.pos[2]);
+    }
+    json_t *b;
+    int rc = api(&c, list ? "GET" : add ? "POST" : "DELETE", p.p, &b);
+    buf_free(&p);
+    free(c.token_owned);
+    if (rc || !b)
+        return rc;
+    if (list) {
+        struct ctl_table t = { .ncols = 3 };
+        ctl_table_add(&t, (const char *const[]){ "NHS_NUMBER", "PURPOSE", "SOURCE" });
+        size_t i;
+        json_t *x;
+        json_array_foreach(json_object_get(b, "items"), i, x)
+            ctl_table_add(&t, (const char *const[]){ str(x, "nhs_number"), str(x, "purpose"),
+                                                    str(x, "source") });
+        ctl_table_print(&t, stdout);
+        ctl_table_free(&t);
+    } else {
+        bool changed = json_is_true(json_object_get(b, "changed"));
+        printf("%s %s: objection %s%s\n", str(b, "nhs_number"), str(b, "purpose"),
+               add ? "recorded" : "withdrawn", changed ? "" : " (no change)");
+    }
     return finish(b);
 }
 

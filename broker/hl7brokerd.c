@@ -25,6 +25,7 @@
 #include "delivery.h"
 #include "ingest.h"
 #include "log.h"
+#include "objections.h"
 #include "retention.h"
 #include "route.h"
 #include "sources.h"
@@ -47,6 +48,7 @@ struct daemon {
     struct ingest     *ingest;
     struct sources    *sources;
     struct router     *router;       /* the running config's routes */
+    struct objections *objections;   /* the register every router shares */
     struct delivery_engine *delivery; /* the running config's destinations */
     struct admin      *admin;        /* NULL when broker.admin.enabled is false */
     struct retention  *retention;    /* the pruner */
@@ -235,6 +237,29 @@ static void warn_restart_needed(const struct daemon *d, const struct config *nex
                  y->enabled ? y->listen : "off");
 }
 
+/* The objections file of cfg, read (NULL when none is configured). */
+static int read_objections(const struct config *cfg, struct objections_set **out,
+                           struct buf *errors)
+{
+    *out = NULL;
+    if (!cfg->objections.file)
+        return 0;
+    char why[512];
+    if (objections_set_read(cfg->objections.file, out, why, sizeof why) == 0)
+        return 0;
+    struct route_error e;
+    router_objections_error(cfg, why, &e);
+    log_error("config", "objections error", "error=%s", e.msg);
+    if (errors)
+        buf_printf(errors, "%s\n", e.msg);
+    return -1;
+}
+
+static int load_objection_change(void *ctx, const char *nhs, const char *purpose, bool objected)
+{
+    return objections_change(ctx, nhs, purpose, objected, NULL) ? STORE_E_NOMEM : 0;
+}
+
 /* Route errors during a reload: logged, and kept for the caller. */
 struct reload_errors {
     size_t      n;
@@ -277,9 +302,17 @@ static int daemon_reload(struct daemon *d, const char *why, struct buf *errors)
         config_errors_free(&errs);
         return -1;
     }
+    struct objections_set *oset;
+    if (read_objections(&next, &oset, errors)) {
+        log_error("config", "reload refused; the running config stays",
+                  "file=%s reason=%s", d->config_path, "objections file");
+        config_free(&next);
+        return -1;
+    }
     struct reload_errors re = { 0, errors };
-    struct router *router = router_new(&next, reload_route_error, &re);
+    struct router *router = router_new_shared(&next, d->objections, reload_route_error, &re);
     if (!router) {
+        objections_set_free(oset);
         log_error("config", "reload refused; the running config stays",
                   "file=%s errors=%zu reason=%s", d->config_path, re.n, "route errors");
         if (errors && re.n == 0)
@@ -287,6 +320,9 @@ static int daemon_reload(struct daemon *d, const char *why, struct buf *errors)
         config_free(&next);
         return -1;
     }
+    objections_install(d->objections, oset);
+    log_info("config", "objections file read", "file=%s entries=%zu",
+             next.objections.file ? next.objections.file : "(none)", objections_set_count(oset));
     warn_restart_needed(d, &next);
     /* Messages accepted from now on route by the new routes; those
        already accepted keep what they were given. */
@@ -411,8 +447,20 @@ static int run(struct daemon *d)
         log_error("daemon", "cannot set up ingest", NULL);
         goto out;
     }
+    struct objections_set *oset;
+    if (!(d->objections = objections_new()) || read_objections(&d->cfg, &oset, NULL)) {
+        log_error("daemon", "cannot start: the objections register does not load", NULL);
+        goto out;
+    }
+    objections_install(d->objections, oset);
+    int orc = store_objections_each(d->store, load_objection_change, d->objections);
+    if (orc) {
+        log_error("daemon", "cannot start: the objections kept in the store do not read",
+                  "error=%s", store_strerror(orc));
+        goto out;
+    }
     size_t nerr = 0;
-    if (!(d->router = router_new(&d->cfg, log_route_error, &nerr))) {
+    if (!(d->router = router_new_shared(&d->cfg, d->objections, log_route_error, &nerr))) {
         log_error("daemon", "cannot start: the routes are not valid", "errors=%zu", nerr);
         goto out;
     }
@@ -444,7 +492,7 @@ static int run(struct daemon *d)
         struct admin_opts ao = {
             .base = d->base, .cfg = &d->cfg, .store = d->store, .ingest = d->ingest,
             .sources = d->sources, .delivery = d->delivery,
-            .reload = admin_reload_cb, .reload_ctx = d,
+            .reload = admin_reload_cb, .reload_ctx = d, .objections = d->objections,
         };
         if (admin_new(&ao, &d->admin, aerr, sizeof aerr)) {
             log_error("daemon", "cannot start: the admin API did not start", "error=%s", aerr);
@@ -477,6 +525,7 @@ out:
     retention_free(d->retention);
     ingest_free(d->ingest);
     router_free(d->router);
+    objections_unref(d->objections);
     store_close(d->store);
     if (d->ev_drain)
         event_free(d->ev_drain);

@@ -213,7 +213,7 @@ int cmd_audit(int argc, char **argv);        /* ctl_audit.c */
 int cmd_stats(int, char **), cmd_queues(int, char **), cmd_search(int, char **),
     cmd_show(int, char **), cmd_replay(int, char **), cmd_dead(int, char **),
     cmd_pause(int, char **), cmd_resume(int, char **), cmd_reload(int, char **),
-    cmd_check_config(int, char **);
+    cmd_check_config(int, char **), cmd_objection(int, char **);
 
 static const struct command commands[] = {
     { "parse", cmd_parse, "print HL7 v2 messages as a tree of paths and values" },
@@ -230,6 +230,7 @@ static const struct command commands[] = {
     { "pause", cmd_pause, "online: stop delivery to a destination" },
     { "resume", cmd_resume, "online: restart delivery to a destination" },
     { "reload", cmd_reload, "online: read the broker's config again (as SIGHUP)" },
+    { "objection", cmd_objection, "online: the objections register: list, add or remove" },
 };
 
 static void usage(FILE *f)

@@ -2784,3 +2784,64 @@ int store_replay(struct store_txn *t, const char *dest, uint64_t msg_id, uint64_
     }
     return outbox_add(t, id, msg_id, seq);
 }
+
+/* ------------------------------------------------------------ objections */
+
+static const char META_OBJECTION_PREFIX[] = "objection:";
+
+int store_objection_put(struct store_txn *t, const char *nhs, const char *purpose,
+                        bool objected)
+{
+    int rc = txn_check(t);
+    if (rc)
+        return rc;
+    size_t pn = strlen(purpose ? purpose : ""), nn = strlen(nhs ? nhs : "");
+    if (pn == 0 || pn > 64 || nn != 10 || strchr(purpose, ':'))
+        return fail_code(t->s, STORE_E_INVAL, "an objection: a purpose of 1 to 64 bytes "
+                         "and a 10-digit NHS number");
+    char key[sizeof META_OBJECTION_PREFIX + 64 + 1 + 10];
+    int kn = snprintf(key, sizeof key, "%s%s:%s", META_OBJECTION_PREFIX, purpose, nhs);
+    uint8_t b = objected ? 1 : 0;
+    MDB_val k = { (size_t)kn, key }, v = { 1, &b };
+    return put(t, DB_META, &k, &v, 0);
+}
+
+int store_objections_each(struct store *s, store_objection_fn fn, void *ctx)
+{
+    MDB_txn *txn;
+    MDB_cursor *c;
+    int rc = begin_read(s, &txn);
+    if (rc)
+        return rc;
+    if ((rc = mdb_cursor_open(txn, s->dbi[DB_META], &c))) {
+        mdb_txn_abort(txn);
+        return fail(s, rc, "meta");
+    }
+    const size_t pl = sizeof META_OBJECTION_PREFIX - 1;
+    MDB_val k = { pl, (void *)META_OBJECTION_PREFIX }, v;
+    int r = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    rc = 0;
+    while (r == 0 && k.mv_size > pl && memcmp(k.mv_data, META_OBJECTION_PREFIX, pl) == 0) {
+        char key[sizeof META_OBJECTION_PREFIX + 64 + 1 + 10];
+        if (k.mv_size >= sizeof key || v.mv_size != 1) {
+            rc = fail_code(s, STORE_E_CORRUPT, "meta objection: entry has the wrong size");
+            break;
+        }
+        memcpy(key, (const char *)k.mv_data + pl, k.mv_size - pl);
+        key[k.mv_size - pl] = '\0';
+        char *colon = strrchr(key, ':');
+        if (!colon) {
+            rc = fail_code(s, STORE_E_CORRUPT, "meta objection: entry without a number");
+            break;
+        }
+        *colon = '\0';
+        if ((rc = fn(ctx, colon + 1, key, *(const uint8_t *)v.mv_data != 0)))
+            break;
+        r = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    if (!rc && r && r != MDB_NOTFOUND)
+        rc = fail(s, r, "meta");
+    mdb_cursor_close(c);
+    mdb_txn_abort(txn);
+    return rc;
+}

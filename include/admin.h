@@ -26,6 +26,7 @@ struct ingest;
 struct sources;
 struct delivery_engine;
 struct buf;
+struct objections;
 
 /* POST /api/v1/reload calls back into the daemon: do what SIGHUP does
  * (read the config file again; a bad one leaves the running config in
@@ -89,6 +90,7 @@ struct admin_opts {
     struct delivery_engine *delivery;   /* may be NULL; see admin_set_delivery */
     admin_reload_fn         reload;     /* NULL: POST /api/v1/reload answers 409 */
     void                   *reload_ctx;
+    struct objections      *objections;  /* the register; NULL: the objections API answers 409 */
 };
 
 /* Load the tokens, make the TLS context (broker.admin.tls), bind
@@ -128,6 +130,7 @@ struct admin *admin_of(const struct admin_request *r);
 const struct config    *admin_config(const struct admin *a);
 struct store           *admin_store(const struct admin *a);
 struct delivery_engine *admin_delivery(const struct admin *a);
+struct objections      *admin_objections(const struct admin *a);   /* may be NULL */
 /* Call the daemon's reload (see admin_reload_fn); -1 with a line in
  * errors when there is none. */
 int admin_call_reload(struct admin *a, struct buf *errors);

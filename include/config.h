@@ -114,6 +114,11 @@ struct config_retention {
 uint64_t config_retention_delivered_ms(const struct config_retention *r);
 uint64_t config_retention_errors_ms(const struct config_retention *r);
 
+/* The objections register's file (see objections.h); file NULL: none. */
+struct config_objections {
+    char *file;
+};
+
 /* A lookup table used by route transforms (map). */
 struct config_table {
     char                   *name;
@@ -193,6 +198,7 @@ struct config {
     config_t                  *lc;          /* the parsed file */
     struct config_broker       broker;
     struct config_retention    retention;
+    struct config_objections   objections;
     struct config_table       *tables;
     size_t                     n_tables;
     struct config_source      *sources;

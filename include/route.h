@@ -133,6 +133,18 @@ struct router;
  * router keeps copies of what it needs: cfg may be freed before it. */
 typedef void (*route_report_fn)(void *ctx, const struct route_error *err);
 struct router *router_new(const struct config *cfg, route_report_fn report, void *ctx);
+
+/* router_new reads the config's objections file (objections.file) into a
+ * register of its own. router_new_shared uses reg instead (NULL: none,
+ * and objected() does not compile), keeping a reference: the daemon's
+ * register, which run-time changes reach. */
+struct objections;
+struct router *router_new_shared(const struct config *cfg, struct objections *reg,
+                                 route_report_fn report, void *ctx);
+
+/* An objections file error as a route error ("FILE:LINE: objections.file:
+ * WHY", the config's line). */
+void router_objections_error(const struct config *cfg, const char *why, struct route_error *e);
 void router_free(struct router *r);
 
 /* What routing did with one message. */

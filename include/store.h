@@ -368,6 +368,17 @@ int store_prune_errors(struct store_txn *t, struct store_prune *p, uint64_t cuto
  * take a read transaction of their own (committed data only); callbacks
  * get pointers valid only during the call, and return nonzero to stop. */
 
+/* The objections register's run-time changes (objections.h), in meta
+ * under "objection:PURPOSE:NHS" -> one byte, 1 objected (added) or 0
+ * withdrawn (removed, hiding the file's entry). nhs: 10 digits; purpose:
+ * [a-z0-9_-], 1..64. */
+int store_objection_put(struct store_txn *t, const char *nhs, const char *purpose,
+                        bool objected);
+typedef int (*store_objection_fn)(void *ctx, const char *nhs, const char *purpose,
+                                  bool objected);
+/* Every change kept, in key order; stops when fn returns non-zero. */
+int store_objections_each(struct store *s, store_objection_fn fn, void *ctx);
+
 /* The id of the destination named name, without assigning one:
  * STORE_E_NOT_FOUND when no message was ever queued for it. */
 int store_dest_find(struct store *s, const char *name, uint32_t *id);

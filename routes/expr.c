@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "objections.h"
 #include "route_tables_priv.h"
 
 /* Deeper nesting (parentheses and `not`) is refused: the parser and the
@@ -45,7 +46,7 @@ struct value {
     size_t          start, end; /* where it is in the text */
 };
 
-enum nkind { N_OR, N_AND, N_NOT, N_CMP, N_EXISTS, N_NHS, N_IN_TABLE };
+enum nkind { N_OR, N_AND, N_NOT, N_CMP, N_EXISTS, N_NHS, N_IN_TABLE, N_OBJECTED };
 enum cmpop { OP_TRUTHY, OP_EQ, OP_NE, OP_RE, OP_IN };
 
 struct node {
@@ -59,7 +60,8 @@ struct node {
     size_t        nrhs;
     regex_t       re;           /* OP_RE */
     bool          has_re;
-    char         *table;        /* N_IN_TABLE */
+    char         *table;        /* N_IN_TABLE; N_OBJECTED: the purpose */
+    struct objections *reg;     /* N_OBJECTED (the expression's tables hold it) */
 };
 
 struct route_expr {
@@ -81,7 +83,8 @@ static void node_free(struct node *n)
     for (size_t i = 0; i < n->n; i++)
         node_free(n->kids[i]);
     free(n->kids);
-    if (n->kind == N_CMP || n->kind == N_EXISTS || n->kind == N_NHS || n->kind == N_IN_TABLE)
+    if (n->kind == N_CMP || n->kind == N_EXISTS || n->kind == N_NHS || n->kind == N_IN_TABLE ||
+        n->kind == N_OBJECTED)
         value_free(&n->lhs);
     for (size_t i = 0; i < n->nrhs; i++)
         value_free(&n->rhs[i]);
@@ -509,10 +512,10 @@ static struct node *parse_func(struct parser *p)
             fail(p, name.start, "unknown function '%s' (did you mean %s?)", w, s);
         else
             fail(p, name.start, "unknown function '%s' (the functions are exists, "
-                 "nhs_number_valid and in_table)", w);
+                 "nhs_number_valid, in_table and objected)", w);
         return NULL;
     }
-    static const enum nkind kinds[] = { N_EXISTS, N_NHS, N_IN_TABLE, N_EXISTS };
+    static const enum nkind kinds[] = { N_EXISTS, N_NHS, N_IN_TABLE, N_OBJECTED };
     struct node *n = node_new(p, kinds[f], name.start);
     if (!n)
         return NULL;
@@ -564,6 +567,20 @@ static struct node *parse_func(struct parser *p)
             }
             n->table = purpose.s;
             purpose.s = NULL;
+        } else {
+            if (!objections_purpose_valid(purpose.s)) {
+                fail(p, at, "bad purpose '%.*s%s': 1 to %d characters of a-z, 0-9, '_' and '-' "
+                     "(direct_care, research, ...)", SNIP(strlen(purpose.s), purpose.s),
+                     OBJECTIONS_PURPOSE_MAX);
+                goto bad;
+            }
+            if (!(n->reg = route_tables_objections(p->tables))) {
+                fail(p, name.start, "objected() needs the objections register, which only "
+                     "the broker's routes have");
+                goto bad;
+            }
+            n->table = purpose.s;
+            purpose.s = NULL;
         }
     }
     if (p->tok.kind != T_RP) {
@@ -573,11 +590,6 @@ static struct node *parse_func(struct parser *p)
         goto bad;
     }
     n->end = p->tok.start + 1;
-    if (f == 3) {
-        fail(p, name.start, "objected() is reserved: not available until the "
-             "information-governance work");
-        goto bad;
-    }
     lex(p);
     value_free(&purpose);
     return n;
@@ -1139,6 +1151,25 @@ static bool is_pid3(const struct hl7_path *p)
            !p->comp && !p->sub;
 }
 
+/* objected()'s number: for PID-3 the NHS number repetition, otherwise the
+ * path's value. False when there is none. */
+static bool objected_number(struct eval *ev, const struct node *n, const char **p, size_t *len)
+{
+    if (is_pid3(&n->lhs.path)) {
+        struct hl7_span s;
+        if (!hl7_nhs_number(ev->m, &s) || !s.len)
+            return false;
+        *p = s.p;
+        *len = s.len;
+        return true;
+    }
+    struct val x;
+    get(ev, &n->lhs, 0, &x);
+    *p = x.p;
+    *len = x.len;
+    return x.len > 0;
+}
+
 static void explain_leaf(struct buf *why, struct eval *ev, const struct node *n)
 {
     struct val x;
@@ -1158,6 +1189,21 @@ static void explain_leaf(struct buf *why, struct eval *ev, const struct node *n)
             buf_printf(why, ", %s key of %s", key ? "a" : "not a", n->table);
         }
         return;
+    case N_OBJECTED: {
+        const char *num;
+        size_t len;
+        if (!objected_number(ev, n, &num, &len)) {
+            buf_append(why, ev->e->text + n->lhs.start, n->lhs.end - n->lhs.start);
+            buf_puts(why, " holds no NHS number");
+            return;
+        }
+        buf_puts(why, "NHS number ");
+        put_quoted(why, num, len);
+        buf_printf(why, objections_has(n->reg, num, len, n->table) ? " objected for %s"
+                                                                   : " has no objection for %s",
+                   n->table);
+        return;
+    }
     case N_NHS:
         if (is_pid3(&n->lhs.path)) {
             struct hl7_span s;
@@ -1251,6 +1297,12 @@ static bool eval(struct eval *ev, const struct node *n, struct buf *why)
         get(ev, &n->lhs, 0, &a);
         r = a.len && route_table_get(ev->e->tables, n->table, a.p, a.len) != NULL;
         break;
+    case N_OBJECTED: {
+        const char *num;
+        size_t len;
+        r = objected_number(ev, n, &num, &len) && objections_has(n->reg, num, len, n->table);
+        break;
+    }
     case N_NHS:
         if (is_pid3(&n->lhs.path)) {
             struct hl7_span s;

@@ -9,7 +9,9 @@
 
 #include "config.h"
 #include "route.h"
+#include "objections.h"
 #include "route_int.h"
+#include "route_tables_priv.h"
 
 struct compiled_route {
     char                    *name;
@@ -82,6 +84,47 @@ static void count_report(void *ctx, const struct route_error *e)
 
 struct router *router_new(const struct config *cfg, route_report_fn report, void *ctx)
 {
+    /* A register of its own, from the config's file alone. */
+    struct objections *reg = objections_new();
+    struct route_error e = { 0 };
+    if (!reg) {
+        route_err_set(&e, NULL, NULL, NULL, 0, "out of memory compiling the routes");
+        if (report)
+            report(ctx, &e);
+        return NULL;
+    }
+    if (cfg->objections.file) {
+        struct objections_set *set;
+        char why[sizeof e.msg];
+        if (objections_set_read(cfg->objections.file, &set, why, sizeof why)) {
+            router_objections_error(cfg, why, &e);
+            if (report)
+                report(ctx, &e);
+            objections_unref(reg);
+            return NULL;
+        }
+        objections_install(reg, set);
+    }
+    struct router *r = router_new_shared(cfg, reg, report, ctx);
+    objections_unref(reg);
+    return r;
+}
+
+void router_objections_error(const struct config *cfg, const char *why, struct route_error *e)
+{
+    memset(e, 0, sizeof *e);
+    const config_setting_t *at = cfg->lc ? config_lookup(cfg->lc, "objections.file") : NULL;
+    snprintf(e->text, sizeof e->text, "%s", why);
+    if (at && config_setting_source_file(at))
+        snprintf(e->msg, sizeof e->msg, "%s:%u: objections.file: %s",
+                 config_setting_source_file(at), config_setting_source_line(at), why);
+    else
+        snprintf(e->msg, sizeof e->msg, "objections.file: %s", why);
+}
+
+struct router *router_new_shared(const struct config *cfg, struct objections *reg,
+                                 route_report_fn report, void *ctx)
+{
     struct counting cnt = { .report = report, .ctx = ctx };
     struct route_error e;
     struct router *r = calloc(1, sizeof *r);
@@ -100,6 +143,7 @@ struct router *router_new(const struct config *cfg, route_report_fn report, void
         router_free(r);
         return NULL;
     }
+    route_tables_set_objections(r->tables, reg);
     for (size_t i = 0; i < cfg->n_routes; i++) {
         const struct config_route *cr = &cfg->routes[i];
         struct compiled_route *c = &r->v[r->n++];

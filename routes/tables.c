@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "config.h"
+#include "objections.h"
 #include "route_tables_priv.h"
 
 /* Larger files are refused: a lookup table is a few thousand rows, and a
@@ -35,8 +36,9 @@ struct table {
 };
 
 struct route_tables {
-    struct table *t;
-    size_t        n;
+    struct table      *t;
+    size_t             n;
+    struct objections *objections;   /* a reference; NULL: none */
 };
 
 /* ------------------------------------------------------------- errors */
@@ -412,6 +414,7 @@ void route_tables_free(struct route_tables *t)
     for (size_t i = 0; i < t->n; i++)
         table_clear(&t->t[i]);
     free(t->t);
+    objections_unref(t->objections);
     free(t);
 }
 
@@ -503,4 +506,17 @@ size_t route_tables_count(const struct route_tables *t)
 const char *route_tables_name(const struct route_tables *t, size_t i)
 {
     return t && i < t->n ? t->t[i].name : NULL;
+}
+
+void route_tables_set_objections(struct route_tables *t, struct objections *o)
+{
+    if (!t)
+        return;
+    objections_unref(t->objections);
+    t->objections = o ? objections_ref(o) : NULL;
+}
+
+struct objections *route_tables_objections(const struct route_tables *t)
+{
+    return t ? t->objections : NULL;
 }

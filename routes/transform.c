@@ -78,7 +78,7 @@ void route_err_set(struct route_error *err, const config_setting_t *at, const ch
 
 enum tf_kind {
     TF_SET, TF_COPY, TF_CLEAR, TF_DELETE_SEGMENT, TF_MAP, TF_PSEUDONYMISE,
-    TF_REDACT, TF_ENCODING,
+    TF_REDACT, TF_ENCODING, TF_DEPERSONALISE,
 };
 
 /* What each action is called and which arguments it takes. */
@@ -103,11 +103,16 @@ static const struct tf_spec specs[] = {
       "{ pseudonymise = \"PID-3.1\"; key_file = \"/etc/hl7broker/research.key\"; }" },
     { "redact", TF_REDACT, NULL, { "with", NULL }, "{ redact = \"PID-5\"; }" },
     { "encoding", TF_ENCODING, NULL, { NULL, NULL }, "{ encoding = \"json\"; }" },
+    { "depersonalise", TF_DEPERSONALISE, "key_file", { NULL, NULL },
+      "{ depersonalise = \"research-v1\"; key_file = \"/etc/hl7broker/research.key\"; }" },
 };
 #define N_SPECS (sizeof specs / sizeof specs[0])
 
 static const char *const arg_names[] = { "value", "from", "to", "when", "table", "default",
                                          "key_file", "with", NULL };
+
+/* The depersonalisation profile (README.md, Information governance). */
+#define DEPERSONALISE_PROFILE "research-v1"
 
 #define KEY_MIN 32          /* bytes of HMAC key, at least */
 #define KEY_MAX 4096
@@ -122,7 +127,7 @@ struct tf {
     bool               has_text;
     char              *table;        /* map */
     struct route_expr *when;         /* delete_segment */
-    unsigned char     *key;          /* pseudonymise */
+    unsigned char     *key;          /* pseudonymise, depersonalise */
     size_t             key_len;
 };
 
@@ -463,6 +468,11 @@ static int compile_one(struct cctx *c, const config_setting_t *g, unsigned i,
         else
             memcpy(t->path.seg, av, 4);
         break;
+    case TF_DEPERSONALISE:
+        if (strcmp(av, DEPERSONALISE_PROFILE) != 0)
+            report(c, action, setting, 0, "'%s' is not a depersonalisation profile: the one "
+                   "there is is \"" DEPERSONALISE_PROFILE "\"", av);
+        break;
     case TF_ENCODING:
         if (strcmp(av, "er7") != 0 && strcmp(av, "json") != 0)
             report(c, action, setting, 0, "'%s' is not an encoding: \"er7\" or \"json\"", av);
@@ -494,7 +504,7 @@ static int compile_one(struct cctx *c, const config_setting_t *g, unsigned i,
             t->text = strdup(config_setting_get_string(m));
         }
     }
-    if (spec->kind == TF_PSEUDONYMISE)
+    if (spec->kind == TF_PSEUDONYMISE || spec->kind == TF_DEPERSONALISE)
         read_key(c, config_setting_get_member(g, "key_file"), i, t);
     if (spec->kind == TF_DELETE_SEGMENT && (m = config_setting_get_member(g, "when"))) {
         struct route_error ee = { 0 };
@@ -794,6 +804,122 @@ static int apply_delete(struct actx *a, struct hl7_msg *m)
     return 0;
 }
 
+/* ------------------------------------------------------ depersonalise */
+
+/* Run fn over every place of path (as each_place does for a transform's
+ * own path), with the running transform's key and setting. */
+static int dp_each(struct actx *a, struct hl7_msg *m, const char *path, bool per_rep, place_fn fn)
+{
+    struct tf t = *a->tf;
+    struct hl7_error he = { 0 };
+    if (hl7_path_parse(path, strlen(path), &t.path, &he))
+        return fail(a, "internal: bad path %s", path);
+    t.text = NULL;
+    t.has_text = false;
+    const struct tf *save = a->tf;
+    a->tf = &t;
+    int rc = each_place(a, m, per_rep, fn);
+    a->tf = save;
+    return rc;
+}
+
+/* A date (YYYYMMDD...) cut to its year. */
+static int place_year(struct actx *a, struct hl7_msg *m, const struct hl7_path *p)
+{
+    struct buf v = { 0 };
+    int rc = 0;
+    if (hl7_get_decoded(m, p, &v) == HL7_VALUE && v.len > 4) {
+        struct hl7_error he = { 0 };
+        if (hl7_set(m, p, v.p, 4, &he))
+            rc = fail_codec(a, p, &he);
+    }
+    buf_free(&v);
+    return rc;
+}
+
+/* A UK postcode cut to its outward code (the district): the part before
+ * the space ("E1 6AN" -> "E1"); written without the space, all but the
+ * last three characters ("E16AN" -> "E1"). Shorter values (4 characters
+ * or fewer, without a space) are already no more than a district. */
+static int place_district(struct actx *a, struct hl7_msg *m, const struct hl7_path *p)
+{
+    struct buf v = { 0 };
+    int rc = 0;
+    if (hl7_get_decoded(m, p, &v) == HL7_VALUE) {
+        size_t b = 0, e = v.len;
+        while (b < e && v.p[b] == ' ')
+            b++;
+        while (e > b && v.p[e - 1] == ' ')
+            e--;
+        const char *sp = memchr(v.p + b, ' ', e - b);
+        size_t n = sp ? (size_t)(sp - (v.p + b)) : (e - b > 4 ? e - b - 3 : e - b);
+        struct hl7_error he = { 0 };
+        if (n != v.len && hl7_set(m, p, v.p + b, n, &he))
+            rc = fail_codec(a, p, &he);
+    }
+    buf_free(&v);
+    return rc;
+}
+
+/* OBX-5 of the OBX segments whose value type (OBX-2) is free text or an
+ * embedded document: TX, FT, ST, ED. */
+static int dp_obx_text(struct actx *a, struct hl7_msg *m)
+{
+    size_t n = hl7_segment_count(m, "OBX");
+    for (size_t k = 1; k <= n; k++) {
+        struct hl7_path t2 = { .seg = "OBX", .seg_seq = (unsigned)k, .field = 2 };
+        struct hl7_path v5 = { .seg = "OBX", .seg_seq = (unsigned)k, .field = 5 };
+        struct buf ty = { 0 };
+        bool text = false;
+        if (hl7_get_decoded(m, &t2, &ty) == HL7_VALUE && ty.len == 2)
+            text = !memcmp(ty.p, "TX", 2) || !memcmp(ty.p, "FT", 2) || !memcmp(ty.p, "ST", 2) ||
+                   !memcmp(ty.p, "ED", 2);
+        buf_free(&ty);
+        if (text && place_clear(a, m, &v5))
+            return -1;
+    }
+    return 0;
+}
+
+static int apply_depersonalise(struct actx *a, struct hl7_msg *m)
+{
+    /* Identifiers: pseudonyms (HMAC-SHA-256 under the key), so one
+       patient's records still link up. */
+    static const char *const pseudo[] = { "PID-2.1", "PID-3.1", "PID-4.1", "PID-18.1",
+                                          "PV1-19.1", "MRG-1.1", "MRG-2.1", "MRG-3.1" };
+    /* Gone: names, addresses, phones, other identifying fields, free text. */
+    static const char *const gone[] = {
+        "PID-5", "PID-6", "PID-9", "PID-13", "PID-14", "PID-19", "PID-20", "PID-21",
+        "NK1-2", "NK1-4", "NK1-5", "NK1-6", "NK1-30", "NK1-31", "NK1-32", "NTE-3",
+        "MRG-7",
+    };
+    /* PID-11: only the district, country and address type are left. */
+    static const char *const addr[] = { "PID-11.1", "PID-11.2", "PID-11.3", "PID-11.4",
+                                        "PID-11.8", "PID-11.9", "PID-11.10", "PID-11.11",
+                                        "PID-11.12", "PID-11.13", "PID-11.14" };
+    for (size_t i = 0; i < sizeof pseudo / sizeof *pseudo; i++)
+        if (dp_each(a, m, pseudo[i], true, place_pseudonymise))
+            return -1;
+    for (size_t i = 0; i < sizeof gone / sizeof *gone; i++)
+        if (dp_each(a, m, gone[i], false, place_clear))
+            return -1;
+    for (size_t i = 0; i < sizeof addr / sizeof *addr; i++)
+        if (dp_each(a, m, addr[i], true, place_clear))
+            return -1;
+    if (dp_each(a, m, "PID-11.5", true, place_district) ||
+        dp_each(a, m, "PID-7.1", true, place_year) || dp_each(a, m, "PID-29.1", true, place_year) ||
+        dp_obx_text(a, m))
+        return -1;
+    /* Say what was done: a ZDP segment at the end naming the profile. */
+    char zdp[64];
+    int n = snprintf(zdp, sizeof zdp, "ZDP%c" DEPERSONALISE_PROFILE "%cHMAC-SHA-256",
+                     hl7_msg_delims(m)->field, hl7_msg_delims(m)->field);
+    struct hl7_error he = { 0 };
+    if (hl7_segment_insert(m, hl7_segment_count(m, NULL), zdp, (size_t)n, &he))
+        return fail(a, "%s", he.text);
+    return 0;
+}
+
 int route_transforms_apply(const struct route_transforms *t, struct hl7_msg *m,
                            struct buf *out, struct route_error *err)
 {
@@ -825,6 +951,9 @@ int route_transforms_apply(const struct route_transforms *t, struct hl7_msg *m,
             /* An empty `with` empties a whole field; otherwise each
                repetition that holds something becomes `with`. */
             rc = each_place(&a, m, !(field_only && !(tf->text && *tf->text)), place_redact);
+            break;
+        case TF_DEPERSONALISE:
+            rc = apply_depersonalise(&a, m);
             break;
         case TF_ENCODING:
             break;

@@ -8,9 +8,12 @@
 #include <regex.h>
 
 #include "config.h"
+#include "objections.h"
 #include "route.h"
+#include "../../routes/route_tables_priv.h"
 
 static struct route_tables *tables;   /* site-codes, loaded once */
+static struct objections *reg;        /* 9990000018 objected to research */
 
 static int load_tables(void **state)
 {
@@ -24,6 +27,16 @@ static int load_tables(void **state)
         print_error("%s\n", err.msg);
         return -1;
     }
+    struct objections_set *set;
+    char why[256];
+    const char *file = "# test\n999 000 0018,research\n";
+    if (!(reg = objections_new()) ||
+        objections_set_parse(file, strlen(file), "t.csv", &set, why, sizeof why)) {
+        print_error("objections: %s\n", why);
+        return -1;
+    }
+    objections_install(reg, set);
+    route_tables_set_objections(tables, reg);
     return 0;
 }
 
@@ -31,6 +44,7 @@ static int free_tables(void **state)
 {
     (void)state;
     route_tables_free(tables);
+    objections_unref(reg);
     return 0;
 }
 
@@ -455,7 +469,7 @@ static void test_errors(void **state)
     check_error("PID-8 = 'M' and nhs_number_vaild(PID-3)", 17,
                 "unknown function 'nhs_number_vaild' (did you mean nhs_number_valid?)");
     check_error("frobnicate(PID-3)", 1, "unknown function 'frobnicate' (the functions are "
-                "exists, nhs_number_valid and in_table)");
+                "exists, nhs_number_valid, in_table and objected)");
     check_error("in_table(PV1-3.4, 'site-code')", 19,
                 "unknown table 'site-code' (did you mean site-codes?)");
     check_error("in_table(PV1-3.4, 'zzzzzzzzz')", 19, "unknown table 'zzzzzzzzz'");
@@ -481,10 +495,12 @@ static void test_errors(void **state)
     check_error("PID-3 and in_table", 11, "in_table is a function: write in_table(PATH, '...')");
     check_error("PID-8 = exists(PID-3)", 9, "expected a path, a string or a number after '=', "
                 "found the function exists(): a function is true or false, not a value");
-    check_error("objected(PID-3, 'research')", 1,
-                "objected() is reserved: not available until the information-governance work");
-    check_error("MSH-9.1 = 'ADT' and not objected(PID-3, 'research')", 25,
-                "objected() is reserved: not available until the information-governance work");
+    check_error("objected(PID-3, 'Research')", 17, "bad purpose 'Research': 1 to 64 "
+                "characters of a-z, 0-9, '_' and '-' (direct_care, research, ...)");
+    check_error("objected(PID-3, '')", 17, "bad purpose '': 1 to 64 "
+                "characters of a-z, 0-9, '_' and '-' (direct_care, research, ...)");
+    check_error("objected('9990000018', 'research')", 10, "objected() takes a path first, "
+                "like objected(PID-3, 'research'), found ''9990000018''");
     check_error("objected(PID-3)", 15,
                 "expected ',' and a purpose in quotes: objected(PATH, 'purpose')");
     /* values */
@@ -600,9 +616,53 @@ static void test_unknown_table_without_tables(void **state)
     assert_string_equal(err.msg, "column 19: unknown table 'site-codes' "
                         "(no tables are configured)");
     assert_int_equal(err.column, 19);
+    /* objected() needs the register (the broker's routes have one). */
+    assert_int_equal(route_expr_compile("not objected(PID-3, 'research')", NULL, &e, &err), -1);
+    assert_string_equal(err.msg, "column 5: objected() needs the objections register, which "
+                        "only the broker's routes have");
     /* Expressions without tables compile without them. */
     assert_int_equal(route_expr_compile("PID-8 = 'M'", NULL, &e, &err), 0);
     route_expr_free(e);
+}
+
+static void test_objected(void **state)
+{
+    (void)state;
+    struct sample s;
+    sample_open(&s, "adt_a01.hl7");                   /* 9990000018 */
+    check_eval(s.msg, "objected(PID-3, 'research')", true, NULL);
+    check_eval(s.msg, "MSH-9.1 = 'ADT' and not objected(PID-3, 'research')", false,
+               "not objected(PID-3, 'research'): it is true (NHS number '9990000018' "
+               "objected for research)");
+    check_eval(s.msg, "objected(PID-3, 'direct_care')", false,
+               "objected(PID-3, 'direct_care'): NHS number '9990000018' has no objection "
+               "for direct_care");
+    check_eval(s.msg, "objected(PID-3.1, 'research')", true, NULL);   /* the value itself */
+    check_eval(s.msg, "objected(PID-3[2].1, 'research')", false, NULL);
+    check_eval(s.msg, "objected(PID-19, 'research')", false,
+               "objected(PID-19, 'research'): PID-19 holds no NHS number");
+    /* Compiled once; a change made at run time shows at the next eval. */
+    struct route_expr *e = NULL;
+    struct route_error err;
+    assert_int_equal(route_expr_compile("objected(PID-3, 'direct_care')", tables, &e, &err), 0);
+    assert_false(route_expr_eval(e, s.msg, NULL));
+    bool changed;
+    assert_int_equal(objections_change(reg, "9990000018", "direct_care", true, &changed), 0);
+    assert_true(changed);
+    assert_true(route_expr_eval(e, s.msg, NULL));
+    assert_int_equal(objections_change(reg, "9990000018", "direct_care", false, &changed), 0);
+    assert_true(changed);
+    assert_false(route_expr_eval(e, s.msg, NULL));
+    route_expr_free(e);
+    sample_close(&s);
+    /* Spaces in the number are removed before the lookup. */
+    text_open(&s, "MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.4\r"
+                  "PID|1||999 000 0018^^^NHS^NH||X^Y\r");
+    check_eval(s.msg, "objected(PID-3, 'research')", true, NULL);
+    sample_close(&s);
+    sample_open(&s, "oru_r01.hl7");                   /* 9990000042: no objection */
+    check_eval(s.msg, "objected(PID-3, 'research')", false, NULL);
+    sample_close(&s);
 }
 
 int main(void)
@@ -610,6 +670,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_adt_filter_on_samples),
         cmocka_unit_test(test_nhs_number_valid),
+        cmocka_unit_test(test_objected),
         cmocka_unit_test(test_operators_and_paths),
         cmocka_unit_test(test_in),
         cmocka_unit_test(test_regex),

@@ -8,6 +8,7 @@
  */
 #include "hl7_test_util.h"
 
+#include <glob.h>
 #include <sys/stat.h>
 
 #include "config.h"
@@ -498,6 +499,181 @@ static void test_good_configs_compile(void **state)
     }
 }
 
+/* ------------------------------------------------------ depersonalise */
+
+/* The decoded value at text (a path) of m, "" when none. */
+static void value_of(const struct hl7_msg *m, const char *text, struct buf *v)
+{
+    struct hl7_path p;
+    struct hl7_error he;
+    buf_reset(v);
+    assert_int_equal(hl7_path_parse(text, strlen(text), &p, &he), 0);
+    hl7_get_decoded(m, &p, v);
+    if (buf_putc(v, '\0') == 0)
+        v->len--;
+}
+
+/* Must not appear in out: what would identify the person. */
+static void gone_at(const char *out, const char *what, const char *path, const char *file, int line)
+{
+    if (strlen(what) >= 3 && strstr(out, what)) {
+        print_error("%s '%s' survived depersonalisation:\n%s\n", path, what, out);
+        _fail(file, line);
+    }
+}
+#define gone(out, what, path) gone_at((out), (what), (path), __FILE__, __LINE__)
+
+static bool is_hex64(const char *s)
+{
+    if (strlen(s) != 64)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+            return false;
+    return true;
+}
+
+static void check_depersonalised(const struct route_transforms *t, const char *raw, size_t len)
+{
+    struct hl7_msg *m0 = NULL, *m1 = NULL, *m2 = NULL, *out = NULL;
+    struct buf b1 = { 0 }, b2 = { 0 }, v = { 0 }, w = { 0 };
+    struct route_error err;
+    assert_int_equal(hl7_parse(raw, len, NULL, &m0, NULL), 0);
+    assert_int_equal(hl7_parse(raw, len, NULL, &m1, NULL), 0);
+    assert_int_equal(hl7_parse(raw, len, NULL, &m2, NULL), 0);
+    assert_int_equal(route_transforms_apply(t, m1, &b1, &err), 0);
+    assert_int_equal(route_transforms_apply(t, m2, &b2, &err), 0);
+    /* Stable: the same message gives the same bytes. */
+    assert_int_equal(b1.len, b2.len);
+    assert_memory_equal(b1.p, b2.p, b1.len);
+    assert_int_equal(buf_putc(&b1, '\0'), 0);
+    assert_int_equal(hl7_parse(b1.p, b1.len - 1, NULL, &out, NULL), 0);
+    /* What identified the person is nowhere in the output. */
+    static const char *const removed[] = {
+        /* (PID-11.3, the town, is checked empty below: LONDON is in ONELONDON) */
+        "PID-5.1", "PID-5.2", "PID-5.3", "PID-6.1", "PID-9.1", "PID-11.1", "PID-11.2",
+        "PID-13.1", "PID-14.1", "PID-18.1", "PV1-19.1", "NK1-2.1", "NK1-2.2",
+        "NK1-4.1", "NK1-5.1", "NTE-3", "PID-3[1].1", "PID-3[2].1", "PID-3[3].1", "MRG-1.1",
+    };
+    for (size_t i = 0; i < sizeof removed / sizeof *removed; i++) {
+        value_of(m0, removed[i], &v);
+        if (v.len)
+            gone(b1.p, v.p, removed[i]);
+    }
+    value_of(m0, "PID-7.1", &v);
+    if (v.len > 4)
+        gone(b1.p, v.p, "PID-7.1");
+    value_of(m0, "PID-11.5", &v);
+    if (strchr(v.p ? v.p : "", ' '))
+        gone(b1.p, v.p, "PID-11.5");
+    /* Field by field. */
+    static const char *const empty[] = { "PID-5", "PID-6", "PID-9", "PID-11.1", "PID-11.2",
+                                         "PID-11.3", "PID-13", "PID-14", "NK1-2", "NK1-4",
+                                         "NK1-5", "NTE-3" };
+    for (size_t i = 0; i < sizeof empty / sizeof *empty; i++) {
+        value_of(out, empty[i], &w);
+        if (w.len) {
+            print_error("%s holds '%s'\n", empty[i], w.p);
+            fail();
+        }
+    }
+    value_of(out, "PID-7.1", &w);
+    assert_true(w.len <= 4);
+    value_of(m0, "PID-7.1", &v);
+    if (v.len >= 4)
+        assert_memory_equal(w.p, v.p, 4);             /* the year is kept */
+    value_of(out, "PID-11.5", &w);
+    assert_null(strchr(w.p ? w.p : "", ' '));
+    value_of(m0, "PID-11.5", &v);
+    if (v.len) {
+        assert_true(w.len >= 2 && w.len <= 4);          /* the district: E1, SE5, WC1E */
+        assert_memory_equal(w.p, v.p, w.len);
+    }
+    struct hl7_span nhs;
+    if (hl7_nhs_number(m0, &nhs)) {
+        struct hl7_span pn;
+        assert_true(hl7_nhs_number(out, &pn));           /* still marked NHS */
+        char got[80];
+        snprintf(got, sizeof got, "%.*s", (int)pn.len, pn.p);
+        assert_true(is_hex64(got));
+        char num[16];
+        snprintf(num, sizeof num, "%.*s", (int)nhs.len, nhs.p);
+        gone(b1.p, num, "the NHS number");
+    }
+    value_of(out, "ZDP-1", &w);
+    assert_string_equal(w.p, "research-v1");
+    hl7_free(m0);
+    hl7_free(m1);
+    hl7_free(m2);
+    hl7_free(out);
+    buf_free(&b1);
+    buf_free(&b2);
+    buf_free(&v);
+    buf_free(&w);
+}
+
+static void test_depersonalise_every_sample(void **state)
+{
+    (void)state;
+    struct route_transforms *t = compile("depersonalise");
+    glob_t g;
+    assert_int_equal(glob(SAMPLES "/*.hl7", 0, NULL, &g), 0);
+    assert_true(g.gl_pathc >= 10);
+    size_t checked = 0;
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        const char *name = strrchr(g.gl_pathv[i], '/') + 1;
+        size_t len;
+        char *raw = load_sample(name, &len);
+        struct hl7_batch b = { 0 };
+        assert_int_equal(hl7_batch_split(raw, len, &b, NULL), 0);
+        for (size_t k = 0; k < b.count; k++, checked++)
+            check_depersonalised(t, b.msgs[k].p, b.msgs[k].len);
+        hl7_batch_free(&b);
+        free(raw);
+    }
+    assert_true(checked >= 12);
+    globfree(&g);
+    route_transforms_free(t);
+}
+
+static void test_depersonalise_values(void **state)
+{
+    (void)state;
+    /* The pseudonym is the HMAC of the value, as pseudonymise makes it. */
+    struct route_transforms *a = compile("depersonalise"), *b = compile("pseudonymise");
+    struct sample s1, s2;
+    struct buf o1 = { 0 }, o2 = { 0 }, v1 = { 0 }, v2 = { 0 };
+    struct route_error err;
+    sample_open(&s1, "adt_a01.hl7");
+    sample_open(&s2, "adt_a01.hl7");
+    assert_int_equal(route_transforms_apply(a, s1.msg, &o1, &err), 0);
+    assert_int_equal(route_transforms_apply(b, s2.msg, &o2, &err), 0);
+    value_of(s1.msg, "PID-3[1].1", &v1);
+    value_of(s2.msg, "PID-3[1].1", &v2);
+    assert_string_equal(v1.p, v2.p);
+    value_of(s1.msg, "PID-11", &v1);
+    assert_string_equal(v1.p, "^^^^E1^GBR^H");
+    value_of(s1.msg, "PID-7", &v1);
+    assert_string_equal(v1.p, "1970");
+    assert_non_null(strstr(o1.p, "\rZDP|research-v1|HMAC-SHA-256\r"));
+    sample_close(&s1);
+    sample_close(&s2);
+    /* A postcode without its space, and one already a district. */
+    text_open(&s1, "MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.4\r"
+                   "PID|1||9990000018^^^NHS^NH||X^Y||1970|M|||1 A ST^^L^^E16AN~^^^^SW1\r");
+    buf_reset(&o1);
+    assert_int_equal(route_transforms_apply(a, s1.msg, &o1, &err), 0);
+    value_of(s1.msg, "PID-11", &v1);
+    assert_string_equal(v1.p, "^^^^E1~^^^^SW1");
+    sample_close(&s1);
+    buf_free(&o1);
+    buf_free(&o2);
+    buf_free(&v1);
+    buf_free(&v2);
+    route_transforms_free(a);
+    route_transforms_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -512,6 +688,8 @@ int main(void)
         cmocka_unit_test(test_json_escapes),
         cmocka_unit_test(test_json_shape),
         cmocka_unit_test(test_json_utf8),
+        cmocka_unit_test(test_depersonalise_every_sample),
+        cmocka_unit_test(test_depersonalise_values),
         cmocka_unit_test(test_compile_errors),
         cmocka_unit_test(test_good_configs_compile),
     };

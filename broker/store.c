@@ -2814,7 +2814,7 @@ int store_objections_each(struct store *s, store_objection_fn fn, void *ctx)
     if (rc)
         return rc;
     if ((rc = mdb_cursor_open(txn, s->dbi[DB_META], &c))) {
-        mdb_txn_abort(txn);
+        end_read(s, txn);
         return fail(s, rc, "meta");
     }
     const size_t pl = sizeof META_OBJECTION_PREFIX - 1;
@@ -2842,6 +2842,6 @@ int store_objections_each(struct store *s, store_objection_fn fn, void *ctx)
     if (!rc && r && r != MDB_NOTFOUND)
         rc = fail(s, r, "meta");
     mdb_cursor_close(c);
-    mdb_txn_abort(txn);
+    end_read(s, txn);
     return rc;
 }

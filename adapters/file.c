@@ -129,7 +129,7 @@ static void final_name(const struct delivery *d, char *out, size_t outlen)
     put_part(out, outlen, json ? ".json" : ".hl7");
 }
 
-static int write_all(int fd, const char *p, size_t n)
+int file_write_all(int fd, const char *p, size_t n)
 {
     while (n) {
         ssize_t w = write(fd, p, n);
@@ -163,7 +163,7 @@ static enum delivery_outcome deliver(struct file_dest *s, const struct delivery 
     if ((fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640)) < 0)
         goto fail;
     step = "write";
-    if (write_all(fd, d->payload, d->len) != 0)
+    if (file_write_all(fd, d->payload, d->len) != 0)
         goto fail_unlink;
     step = "fsync";
     if (fsync(fd) != 0)

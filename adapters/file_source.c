@@ -140,20 +140,6 @@ static int open_dir(const char *path)
     return open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 static void scan_later(struct file_source *s, int64_t ms);
 
 /* ---------------------------------------------------------------- jobs */
@@ -217,7 +203,7 @@ static int write_reason(int dfd, const char *cand, const char *reason)
         goto nomem;
     if ((fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640)) < 0)
         goto out;
-    if (write_all(fd, reason, strlen(reason)) || fsync(fd))
+    if (file_write_all(fd, reason, strlen(reason)) || fsync(fd))
         goto unlink;
     int c = close(fd);
     fd = -1;

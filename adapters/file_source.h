@@ -43,5 +43,7 @@ void file_source_stats(const struct adapter *a, struct adapter_stats *s);
 
 /* mkdir -p, mode 0750 (file.c). Returns 0 or -1 with errno. */
 int file_make_dirs(const char *path);
+/* write(2) all of p, going on after EINTR (file.c). 0, or -1 on failure. */
+int file_write_all(int fd, const char *p, size_t n);
 
 #endif

@@ -45,8 +45,6 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
-#include <openssl/err.h>
-#include <openssl/x509v3.h>
 
 #include "adapter.h"
 #include "adapter_config.h"
@@ -571,22 +569,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (what & BEV_EVENT_ERROR) {
-        int e = EVUTIL_SOCKET_ERROR();
-        unsigned long se, cause = 0;
-        while ((se = bufferevent_get_openssl_error(s->bev)))
-            if (ERR_GET_LIB(se))
-                cause = se;
-        long vr = s->ssl ? SSL_get_verify_result(bufferevent_openssl_get_ssl(s->bev)) : X509_V_OK;
-        if (s->ssl && s->conn == HTTP_CONNECTING && vr != X509_V_OK)
-            snprintf(why, sizeof why, "certificate verify failed: %s",
-                     X509_verify_cert_error_string(vr));
-        else if (cause)
-            ERR_error_string_n(cause, why, sizeof why);
-        else if (e)
-            snprintf(why, sizeof why, "%s", evutil_socket_error_to_string(e));
-        else
-            snprintf(why, sizeof why, "the connection failed");
-        ERR_clear_error();
+        tls_client_error(s->bev, s->ssl, s->conn == HTTP_CONNECTING, why, sizeof why);
         if (s->ssl && s->conn == HTTP_CONNECTING)
             s->st.tls_failures++;
         snprintf(detail, sizeof detail, "%s %s: %s",

@@ -244,42 +244,7 @@ static void conn_free(struct hconn *c)
     free(c);
 }
 
-static void format_peer(const struct sockaddr *sa, char *out, size_t len, int *family,
-                        const void **addr)
-{
-    char host[INET6_ADDRSTRLEN] = "?";
-    *family = sa->sa_family;
-    *addr = NULL;
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-        *addr = &in->sin_addr;
-        snprintf(out, len, "%s:%u", host, (unsigned)ntohs(in->sin_port));
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        unsigned port = ntohs(in6->sin6_port);
-        *addr = &in6->sin6_addr;
-        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {   /* a v4 peer on a dual-stack socket */
-            inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], host, sizeof host);
-            snprintf(out, len, "%s:%u", host, port);
-        } else {
-            inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-            snprintf(out, len, "[%s]:%u", host, port);
-        }
-    } else {
-        snprintf(out, len, "unknown");
-    }
-}
 
-static bool peer_allowed(const struct http_source *s, int family, const void *addr)
-{
-    if (!s->n_allow)
-        return true;
-    for (size_t i = 0; addr && i < s->n_allow; i++)
-        if (config_cidr_match(&s->allow[i], family, addr))
-            return true;
-    return false;
-}
 
 static void on_close(struct evhttp_connection *evcon, void *arg);
 
@@ -345,13 +310,13 @@ static void on_adopt(evutil_socket_t fd, short what, void *arg)
 
         memset(&ss, 0, sizeof ss);
         if (sock >= 0 && getpeername(sock, (struct sockaddr *)&ss, &sl) == 0)
-            format_peer((struct sockaddr *)&ss, c->peer, sizeof c->peer, &family, &addr);
+            adapter_peer_format((struct sockaddr *)&ss, c->peer, sizeof c->peer, &family, &addr);
         else
             snprintf(c->peer, sizeof c->peer, "unknown");
         const char *why = !evcon                        ? "no connection"
                           : c->refuse && s->draining    ? "the source is stopping"
                           : c->refuse                   ? "max_connections reached"
-                          : !peer_allowed(s, family, addr) ? "address not allowed"
+                          : !adapter_peer_allowed(s->allow, s->n_allow, family, addr) ? "address not allowed"
                                                         : NULL;
         if (why) {
             s->st.refused_connections++;
@@ -648,7 +613,7 @@ int http_src_start(struct adapter *a, char *err, size_t errlen)
         char where[PEER_MAX];
         int family;
         const void *addr;
-        format_peer(ai->ai_addr, where, sizeof where, &family, &addr);
+        adapter_peer_format(ai->ai_addr, where, sizeof where, &family, &addr);
         struct evconnlistener *l = evconnlistener_new_bind(
             s->base, NULL, NULL,
             LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_CLOSE_ON_FREE, BACKLOG,

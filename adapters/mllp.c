@@ -531,44 +531,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
                "frame timeout: a frame was not finished within frame_timeout_ms");
 }
 
-static void format_peer(const struct sockaddr *sa, char *out, size_t len, int *family,
-                        const void **addr)
-{
-    char host[INET6_ADDRSTRLEN] = "?";
-    unsigned port = 0;
-    *family = sa->sa_family;
-    *addr = NULL;
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-        port = ntohs(in->sin_port);
-        *addr = &in->sin_addr;
-        snprintf(out, len, "%s:%u", host, port);
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        port = ntohs(in6->sin6_port);
-        *addr = &in6->sin6_addr;
-        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {   /* a v4 peer on a dual-stack socket */
-            inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], host, sizeof host);
-            snprintf(out, len, "%s:%u", host, port);
-        } else {
-            inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-            snprintf(out, len, "[%s]:%u", host, port);
-        }
-    } else {
-        snprintf(out, len, "unknown");
-    }
-}
 
-static bool peer_allowed(const struct mllp_source *s, int family, const void *addr)
-{
-    if (!s->n_allow)
-        return true;
-    for (size_t i = 0; addr && i < s->n_allow; i++)
-        if (config_cidr_match(&s->allow[i], family, addr))
-            return true;
-    return false;
-}
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg)
@@ -579,8 +542,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     const void *addr;
     (void)l, (void)salen;
 
-    format_peer(sa, peer, sizeof peer, &family, &addr);
-    if (!peer_allowed(s, family, addr)) {
+    adapter_peer_format(sa, peer, sizeof peer, &family, &addr);
+    if (!adapter_peer_allowed(s->allow, s->n_allow, family, addr)) {
         s->st.refused_connections++;
         log_msg_ratelimited(&rl_refused, LOG_LEVEL_WARN, COMPONENT,
                             "connection refused: address not allowed", "source=%s peer=%s",
@@ -714,7 +677,7 @@ static int src_start(struct adapter *a, char *err, size_t errlen)
         char where[PEER_MAX];
         int family;
         const void *addr;
-        format_peer(ai->ai_addr, where, sizeof where, &family, &addr);
+        adapter_peer_format(ai->ai_addr, where, sizeof where, &family, &addr);
         struct evconnlistener *l = evconnlistener_new_bind(
             s->base, on_accept, s,
             LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_CLOSE_ON_FREE, BACKLOG,

@@ -183,3 +183,23 @@ char *tls_peer_subject(SSL *ssl)
     X509_free(cert);
     return out;
 }
+
+void tls_client_error(struct bufferevent *bev, bool ssl, bool connecting, char *why,
+                      size_t len)
+{
+    int e = EVUTIL_SOCKET_ERROR();
+    unsigned long se, cause = 0;
+    while ((se = bufferevent_get_openssl_error(bev)))
+        if (ERR_GET_LIB(se))
+            cause = se;
+    long vr = ssl ? SSL_get_verify_result(bufferevent_openssl_get_ssl(bev)) : X509_V_OK;
+    if (ssl && connecting && vr != X509_V_OK)
+        snprintf(why, len, "certificate verify failed: %s", X509_verify_cert_error_string(vr));
+    else if (cause)
+        ERR_error_string_n(cause, why, len);
+    else if (e)
+        snprintf(why, len, "%s", evutil_socket_error_to_string(e));
+    else
+        snprintf(why, len, "the connection failed");
+    ERR_clear_error();
+}

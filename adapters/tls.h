@@ -8,6 +8,7 @@
 #ifndef HL7BROKER_ADAPTERS_TLS_H
 #define HL7BROKER_ADAPTERS_TLS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <openssl/ssl.h>
@@ -55,5 +56,12 @@ char *tls_peer_subject(SSL *ssl);
  * plain TCP when ctx is NULL. NULL when it cannot be made. */
 struct bufferevent *tls_client_bufferevent(struct event_base *base, SSL_CTX *ctx,
                                            const char *verify_name);
+
+/* Why a client connection's bufferevent reported BEV_EVENT_ERROR, as a
+ * phrase into why: a failed certificate check while connecting (ssl,
+ * connecting), else the last OpenSSL error, else the socket error. The
+ * OpenSSL error queue is left empty. */
+void tls_client_error(struct bufferevent *bev, bool ssl, bool connecting, char *why,
+                      size_t len);
 
 #endif

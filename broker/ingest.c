@@ -32,7 +32,7 @@ enum item_kind { ITEM_MESSAGE, ITEM_REFUSAL };
 /* One destination's copy of a routed message. */
 struct delivery_copy {
     char  *dest;
-    char  *payload;
+    char  *payload;   /* NULL: the message's own bytes (no transform changed them) */
     size_t len;
 };
 
@@ -220,18 +220,22 @@ static void on_route(void *ctx, const struct route_result *res)
         return;
     }
     it->deliveries = d;
+    /* Untransformed: no copy here, and the store keeps the bytes once. */
+    bool same = res->payload_len == it->raw_len
+                && memcmp(res->payload, it->raw, it->raw_len) == 0;
     for (size_t i = 0; i < res->n_to; i++) {
         struct delivery_copy *c = &it->deliveries[it->n_deliveries];
         c->dest = strdup(res->to[i]);
-        c->payload = malloc(res->payload_len ? res->payload_len : 1);
+        c->payload = same ? NULL : malloc(res->payload_len ? res->payload_len : 1);
         c->len = res->payload_len;
-        if (!c->dest || !c->payload) {
+        if (!c->dest || (!same && !c->payload)) {
             free(c->dest);
             free(c->payload);
             r->nomem = true;
             return;
         }
-        memcpy(c->payload, res->payload, res->payload_len);
+        if (!same)
+            memcpy(c->payload, res->payload, res->payload_len);
         it->n_deliveries++;
     }
 }
@@ -616,10 +620,7 @@ static int write_item(struct ingest *in, struct store_txn *t, struct item *it)
                                    it->ack.len, &it->id);
             for (size_t i = 0; !rc && i < it->n_deliveries; i++) {
                 const struct delivery_copy *dc = &it->deliveries[i];
-                /* untransformed: the store keeps the bytes once */
-                bool same = dc->len == it->raw_len
-                            && (dc->len == 0 || memcmp(dc->payload, it->raw, dc->len) == 0);
-                rc = store_enqueue(t, dc->dest, it->id, same ? NULL : dc->payload, dc->len, NULL);
+                rc = store_enqueue(t, dc->dest, it->id, dc->payload, dc->len, NULL);
             }
             if (rc)
                 return rc;

@@ -1782,42 +1782,16 @@ int store_outbox_dead(struct store_txn *t, uint32_t dest_id, uint64_t seq,
     return del(t, DB_OUTBOX, &dk);
 }
 
+static int first_received(void *ctx, const struct store_queue_item *it)
+{
+    *(uint64_t *)ctx = it->received_ms;
+    return 0;
+}
+
 int store_outbox_depth(struct store *s, uint32_t dest_id, uint64_t *n, uint64_t *oldest_ms)
 {
-    MDB_txn *txn;
-    MDB_cursor *c = NULL;
-    uint8_t kb[12];
-    MDB_val k = { 12, kb }, v;
     uint64_t count = 0, oldest = 0;
-    outbox_key(kb, dest_id, 0);
-    int rc = begin_read(s, &txn);
-    if (rc)
-        return rc;
-    if ((rc = mdb_cursor_open(txn, s->dbi[DB_OUTBOX], &c))) {
-        rc = fail(s, rc, "outbox");
-        goto out;
-    }
-    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        if (k.mv_size != 12 || get_be32(k.mv_data) != dest_id)
-            break;
-        if (count++ == 0) {
-            uint64_t msg_id;
-            const uint8_t *mp[3];
-            size_t ml[3];
-            if (dec_outbox(&v, &msg_id, NULL, NULL, NULL, NULL) == 0)
-                msg_fields(txn, s, msg_id, &oldest, mp, ml, NULL, NULL);
-        }
-    }
-    if (rc && rc != MDB_NOTFOUND) {
-        rc = fail(s, rc, "outbox");
-        goto out;
-    }
-    rc = 0;
-out:
-    if (c)
-        mdb_cursor_close(c);
-    end_read(s, txn);
+    int rc = store_queue_list(s, dest_id, false, 0, 1, &count, first_received, &oldest);
     if (!rc) {
         if (n) *n = count;
         if (oldest_ms) *oldest_ms = oldest;
@@ -1827,34 +1801,8 @@ out:
 
 int store_dead_count(struct store *s, uint32_t dest_id, uint64_t *n)
 {
-    MDB_txn *txn;
-    MDB_cursor *c = NULL;
-    uint8_t kb[12];
-    MDB_val k = { 12, kb }, v;
     uint64_t count = 0;
-    outbox_key(kb, dest_id, 0);
-    int rc = begin_read(s, &txn);
-    if (rc)
-        return rc;
-    if ((rc = mdb_cursor_open(txn, s->dbi[DB_DEAD], &c))) {
-        rc = fail(s, rc, "dead");
-        goto out;
-    }
-    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        if (k.mv_size != 12 || get_be32(k.mv_data) != dest_id)
-            break;
-        count++;
-    }
-    if (rc && rc != MDB_NOTFOUND) {
-        rc = fail(s, rc, "dead");
-        goto out;
-    }
-    rc = 0;
-out:
-    if (c)
-        mdb_cursor_close(c);
-    end_read(s, txn);
+    int rc = store_queue_list(s, dest_id, true, 0, 0, &count, NULL, NULL);
     if (!rc && n)
         *n = count;
     return rc;

@@ -82,4 +82,15 @@ struct adapter *adapter_new_destination(const struct config_destination *dst,
                                         void *ctx, char *err, size_t errlen);
 void adapter_free(struct adapter *a);   /* stop + free; NULL allowed */
 
+/* A TCP peer (adapters/peer.c): sa as "ip:port" ("[v6]:port"; a v4
+ * address mapped into v6 as plain v4) into out, with its family and a
+ * pointer to its address inside sa (NULL for other families). */
+struct sockaddr;
+struct config_cidr;
+void adapter_peer_format(const struct sockaddr *sa, char *out, size_t len, int *family,
+                         const void **addr);
+/* True when the allow-list is empty or one of its blocks holds addr. */
+bool adapter_peer_allowed(const struct config_cidr *allow, size_t n_allow, int family,
+                          const void *addr);
+
 #endif

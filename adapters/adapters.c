@@ -17,6 +17,7 @@ const struct config_adapter_schema *const config_adapter_schemas[] = {
     &file_config_schema,
     &zmq_config_schema,
     &http_config_schema,
+    &itk_config_schema,
     NULL,
 };
 
@@ -24,12 +25,14 @@ extern const struct adapter_type mllp_adapter;
 extern const struct adapter_type file_adapter;
 extern const struct adapter_type zmq_adapter;
 extern const struct adapter_type http_adapter;
+extern const struct adapter_type itk_adapter;
 
 static const struct adapter_type *const adapter_types[] = {
     &mllp_adapter,
     &file_adapter,
     &zmq_adapter,
     &http_adapter,
+    &itk_adapter,
     NULL,
 };
 

@@ -137,6 +137,8 @@ static const struct config_section log_section = {
 static const struct config_row broker_rows[] = {
     ROW_STR(struct config_broker, data_dir, ROW_SUM, "var/data", config_valid_nonempty,
         "directory of the message store; created when missing"),
+    ROW_STR(struct config_broker, ods_code, ROW_SUM, NULL, config_valid_ods,
+        "this organisation's ODS code (\"X26\"): the reporting identity of ITK infrastructure acknowledgements; required by itk sources"),
     ROW_INT(struct config_broker, max_map_bytes, ROW_SUM, 1073741824LL, 1048576LL, 1LL << 42,
         "largest size the store may grow to (LMDB map size); above 2147483647 write an L suffix"),
     ROW_GROUP(struct config_broker, admin, ROW_SUM, &admin_section, "the admin API"),
@@ -244,6 +246,8 @@ static const struct config_row source_rows[] = {
         "unique name: letters, digits, '-', '_', '.'"),
     ROW_STR(struct config_source, type, ROW_REQ | ROW_SUM, NULL, config_valid_nonempty,
         "adapter type; its settings follow"),
+    ROW_BOOL(struct config_source, check_nhs_number, ROW_SUM, false,
+        "refuse (AE, ERR at PID-3; a SOAP fault for itk) a message whose NHS number fails the modulus 11 check digit"),
     ROW_END
 };
 

@@ -28,6 +28,22 @@ static bool is_alnum(char c)
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 
+bool config_valid_ods(const char *v, char *why, size_t whylen)
+{
+    size_t n = strlen(v);
+    if (n < 3 || n > 10) {
+        snprintf(why, whylen, "an ODS code is 3 to 10 letters and digits (\"X26\", \"R1H\")");
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!((v[i] >= 'A' && v[i] <= 'Z') || (v[i] >= '0' && v[i] <= '9'))) {
+            snprintf(why, whylen, "an ODS code is upper-case letters and digits: byte %zu is not", i);
+            return false;
+        }
+    }
+    return true;
+}
+
 bool config_valid_name(const char *v, char *why, size_t whylen)
 {
     size_t n = strlen(v);

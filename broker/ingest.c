@@ -299,6 +299,8 @@ const char *ingest_refusal_name(enum ingest_refusal r)
     case INGEST_REFUSAL_VERSION:       return "version";
     case INGEST_REFUSAL_PROCESSING_ID: return "processing_id";
     case INGEST_REFUSAL_TOO_LARGE:     return "too_large";
+    case INGEST_REFUSAL_NHS_NUMBER:    return "nhs_number";
+    case INGEST_REFUSAL_ITK:           return "itk_invalid";
     case INGEST_REFUSAL_COUNT:         break;
     }
     return "other";

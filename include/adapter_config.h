@@ -106,4 +106,27 @@ struct http_destination_opts {
 
 extern const struct config_adapter_schema http_config_schema;
 
+/* ---------------------------------------------------------------- itk */
+
+struct itk_source_opts {
+    char                     *listen;             /* host:port */
+    char                     *path;               /* the one path requests are POSTed to */
+    int64_t                   max_connections;
+    int64_t                   idle_timeout_ms;    /* 0: never */
+    int64_t                   max_message_bytes;  /* of a request body */
+    int64_t                   max_depth;          /* XML element nesting */
+    struct config_strlist     allow;              /* CIDRs; empty: any peer */
+    struct config_tls_server *tls;                /* NULL: plain HTTP (tests, a TLS proxy) */
+};
+
+struct itk_destination_opts {
+    char                     *url;                /* http[s]://host[:port][/path] */
+    char                     *from;               /* wsa:From address; NULL: none */
+    int64_t                   connect_timeout_ms;
+    int64_t                   max_message_bytes;  /* of the response read back */
+    struct config_tls_client *tls;                /* https only; NULL: defaults */
+};
+
+extern const struct config_adapter_schema itk_config_schema;
+
 #endif

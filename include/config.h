@@ -94,6 +94,7 @@ struct config_log {
 
 struct config_broker {
     char               *data_dir;
+    char               *ods_code;     /* this organisation's ODS code (ITK identity); NULL: none */
     int64_t             max_map_bytes;
     struct config_admin admin;
     struct config_log   log;
@@ -137,6 +138,7 @@ struct config_source {
     char                               *type;
     const struct config_adapter_schema *schema;
     void                               *opts;
+    bool                                check_nhs_number;  /* refuse a failing check digit (AE) */
     unsigned                            line;
     const config_setting_t             *setting;   /* the whole group */
 };
@@ -341,7 +343,8 @@ void config_report(struct config_ctx *ctx, const config_setting_t *s,
 /* ------------------------------------------------------------ validators */
 
 /* Each has the shape of config_validate_fn. */
-bool config_valid_name(const char *v, char *why, size_t whylen);       /* [A-Za-z0-9._-], 1..64, starts alnum */
+bool config_valid_name(const char *v, char *why, size_t whylen);
+bool config_valid_ods(const char *v, char *why, size_t whylen);        /* [A-Z0-9], 3..10 */       /* [A-Za-z0-9._-], 1..64, starts alnum */
 bool config_valid_nonempty(const char *v, char *why, size_t whylen);
 bool config_valid_hostport(const char *v, char *why, size_t whylen);   /* 1.2.3.4:p [::1]:p host:p */
 bool config_valid_hostname(const char *v, char *why, size_t whylen);   /* a DNS name or an address */

@@ -40,6 +40,8 @@ struct ingest_reply {
     const char         *ack;        /* HL7 ACK bytes (no framing); valid during the call */
     size_t              ack_len;
     bool                committed;  /* the message is durably stored (MLLP commit ACK) */
+    bool                fault;      /* ITK: ack is a SOAP fault (HTTP 500), else a
+                                       SimpleMessageResponse (HTTP 200) */
 };
 
 /* Called exactly once per submitted message, from the event loop, after
@@ -48,7 +50,9 @@ typedef void (*ingest_reply_fn)(void *ctx, const struct ingest_reply *r);
 
 /* Per-source rules a submit is checked against. */
 struct ingest_policy {
-    size_t max_message_bytes;
+    size_t   max_message_bytes;
+    bool     check_nhs_number;  /* refuse a failing NHS number check digit (AE, ERR at PID-3) */
+    unsigned max_depth;         /* ITK: XML nesting limit (0: ITK_DEFAULT_MAX_DEPTH) */
 };
 
 struct ingest;
@@ -86,6 +90,37 @@ int ingest_refuse_oversize(struct ingest *in, const struct ingest_origin *o,
 int ingest_refuse(struct ingest *in, const struct ingest_origin *o, const char *head,
                   size_t head_len, const char *reason, ingest_reply_fn fn, void *ctx);
 
+/* ITK 2 (DESIGN.md §5, README "Discharge letters over ITK"). Submit one
+ * SOAP request (bytes are copied). It is checked with itk_parse (limits
+ * from p: max_message_bytes, max_depth); one that fails is kept in the
+ * error store and answered with a SOAP fault carrying the ITK error code
+ * and what is wrong (reply outcome REFUSED, fault true). A good one is
+ * stored whole as a message of kind "itk" (control id = tracking id,
+ * NHS number from a CDA payload), deduplicated on source + tracking id
+ * (a duplicate gets the stored answer again), routed, and answered with a
+ * SimpleMessageResponse after the commit. When it asks for an
+ * infrastructure acknowledgement, one (result OK, or Failure when its
+ * routing failed) is built with this broker's ODS code
+ * (ingest_set_ods_code), stored as another itk message from the same
+ * source and routed like any other, in the same transaction. A store
+ * failure is answered with a SOAP fault (9999, the sender should retry).
+ * Reply as submit; reply->ack is the SOAP response body. */
+int ingest_submit_itk(struct ingest *in, const struct ingest_origin *o,
+                      const struct ingest_policy *p, const char *bytes, size_t len,
+                      ingest_reply_fn fn, void *ctx);
+
+/* Refuse an ITK request the transport could not take whole (over
+ * max_message_bytes: itk_code "1001"): kept in the error store (head is
+ * what was kept of it) and answered with a SOAP fault. Reply as submit. */
+int ingest_refuse_itk(struct ingest *in, const struct ingest_origin *o, const char *head,
+                      size_t head_len, const char *itk_code, const char *reason,
+                      ingest_reply_fn fn, void *ctx);
+
+/* This broker's ODS code, for infrastructure acknowledgements (copied;
+ * NULL: none, and a request asking for one is still accepted, the
+ * acknowledgement is not made and the log says so). */
+int ingest_set_ods_code(struct ingest *in, const char *ods_code);
+
 /* Call fn(ctx) after each successful commit, once its replies are
  * called (the delivery engine looks at its outboxes again). NULL: none. */
 void ingest_set_on_commit(struct ingest *in, void (*fn)(void *ctx), void *ctx);
@@ -122,9 +157,12 @@ enum ingest_refusal {
     INGEST_REFUSAL_VERSION,         /* MSH-12 not supported */
     INGEST_REFUSAL_PROCESSING_ID,   /* MSH-11 not P, D or T */
     INGEST_REFUSAL_TOO_LARGE,       /* over max_message_bytes */
+    INGEST_REFUSAL_NHS_NUMBER,      /* NHS number fails its check digit (check_nhs_number) */
+    INGEST_REFUSAL_ITK,             /* an ITK request that is not a valid envelope */
     INGEST_REFUSAL_COUNT,
 };
-/* "not_hl7", "no_control_id", "version", "processing_id", "too_large". */
+/* "not_hl7", "no_control_id", "version", "processing_id", "too_large",
+ * "nhs_number", "itk_invalid". */
 const char *ingest_refusal_name(enum ingest_refusal r);
 
 /* One source's counters since start, counted when each message's reply

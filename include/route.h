@@ -168,4 +168,19 @@ typedef void (*route_result_fn)(void *ctx, const struct route_result *res);
 int router_run(const struct router *r, const char *source, const char *raw, size_t len,
                route_result_fn fn, void *ctx);
 
+/* Run every route on an ITK message: env is raw parsed (itk_parse), raw
+ * the request as received. As router_run (returns the routes matched).
+ * Filters read the metadata paths itk.service, itk.interaction,
+ * itk.sender, itk.address (true for a compare when any address matches),
+ * itk.tracking_id, itk.profile and cda.nhs_number (HL7 paths read as
+ * empty; on an HL7 v2 message the metadata paths read as empty). A route
+ * without transforms passes raw on unchanged. Transforms must begin with
+ * { convert = "itk-to-mdm"; }: the HL7 v2 steps after it edit the
+ * MDM^T02 it makes; any other first step is a transform error saying so.
+ * On an HL7 v2 message { convert = "mdm-to-itk"; ... } (the last step)
+ * makes a DistributionEnvelope for an itk destination. */
+struct itk_envelope;
+int router_run_itk(const struct router *r, const char *source, const struct itk_envelope *env,
+                   const char *raw, size_t len, route_result_fn fn, void *ctx);
+
 #endif

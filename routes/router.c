@@ -236,3 +236,18 @@ int router_run(const struct router *r, const char *source, const char *raw, size
     hl7_free(m);
     return matched;
 }
+
+/* Placeholder until ITK routing lands (branch itk-routes): every route
+ * reports the message as filtered, so ITK messages are stored unrouted. */
+int router_run_itk(const struct router *r, const char *source, const struct itk_envelope *env,
+                   const char *raw, size_t len, route_result_fn fn, void *ctx)
+{
+    (void)env; (void)raw; (void)len;
+    for (size_t i = 0; i < r->n; i++) {
+        struct route_result res = { .route = r->v[i].name };
+        res.verdict = takes_from(&r->v[i], source) ? ROUTE_FILTERED : ROUTE_NOT_FROM_SOURCE;
+        res.why = "ITK routing is not built yet";
+        fn(ctx, &res);
+    }
+    return 0;
+}

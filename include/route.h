@@ -103,6 +103,12 @@ struct itk_envelope;
 bool route_expr_eval_itk(const struct route_expr *e, const struct itk_envelope *env,
                          struct buf *why);
 
+/* The metadata names above, in that order, NULL-terminated; and what the
+ * i-th value of one reads on env, as filters read it (NULL: absent, or no
+ * i-th value: only itk.address has more than one). */
+extern const char *const *const route_itk_paths;
+const char *route_itk_value(const struct itk_envelope *env, const char *name, size_t i);
+
 /* -------------------------------------------------------- transforms */
 
 /* A route's transform list (the config's `transform = ( {...}, ... )`),

@@ -45,9 +45,11 @@ enum meta {
 };
 static const char *const meta_names[] = {
     "itk.service", "itk.interaction", "itk.sender", "itk.address", "itk.tracking_id",
-    "itk.profile", "cda.nhs_number",
+    "itk.profile", "cda.nhs_number", NULL,
 };
-#define N_META (sizeof meta_names / sizeof *meta_names)
+#define N_META (sizeof meta_names / sizeof *meta_names - 1)
+
+const char *const *const route_itk_paths = meta_names;
 
 struct value {
     enum vkind      kind;
@@ -1172,6 +1174,14 @@ static void get(struct eval *ev, const struct value *v, int slot, struct val *ou
     get_at(ev, v, 0, slot, out);
 }
 
+const char *route_itk_value(const struct itk_envelope *env, const char *name, size_t i)
+{
+    for (size_t k = 0; k < N_META; k++)
+        if (strcmp(name, meta_names[k]) == 0)
+            return k == M_ADDRESS || i == 0 ? meta_str(env, (enum meta)k, i) : NULL;
+    return NULL;
+}
+
 static bool same(const struct val *a, const struct val *b)
 {
     return a->len == b->len && memcmp(a->p, b->p, a->len) == 0;
@@ -1262,13 +1272,13 @@ static void put_holdings(struct buf *why, struct eval *ev, const struct node *n)
 {
     int count = 0;
     struct val x;
-    if (n->lhs.kind == V_PATH) {
+    if (n->lhs.kind != V_STR) {
         get(ev, &n->lhs, 0, &x);
         put_holding(why, ev, &n->lhs, &x);
         count++;
     }
     for (size_t i = 0; i < n->nrhs; i++) {
-        if (n->rhs[i].kind != V_PATH)
+        if (n->rhs[i].kind == V_STR)
             continue;
         if (count++)
             buf_puts(why, ", ");

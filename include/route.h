@@ -128,6 +128,26 @@ const char *route_itk_value(const struct itk_envelope *env, const char *name, si
  *                                        (default: empty)
  *   { encoding = "er7" | "json"; }       the output encoding (default er7);
  *                                        the JSON shape is in README.md
+ *   { convert = "itk-to-mdm"; [sending_app = "X"; receiving_app = "Y";] }
+ *                                        an ITK message to the HL7 v2 MDM^T02
+ *                                        itk_to_mdm() makes (MSH-3/MSH-5 from
+ *                                        the two options); only as the FIRST
+ *                                        step, and the steps after it edit
+ *                                        that MDM^T02. On an HL7 v2 message:
+ *                                        a transform error
+ *   { convert = "mdm-to-itk"; sender_ods = "R1H"; [service = "URI";
+ *     profile_id = "URI"; interaction = "URI"; address = "F84003" | "URI";
+ *     infack_requested = true|false; ack_requested = true|false;] }
+ *                                        an HL7 v2 MDM^T02/T04 (its first ED
+ *                                        OBX) to the bare DistributionEnvelope
+ *                                        mdm_to_itk() makes, for an itk
+ *                                        destination; only as the LAST step,
+ *                                        without an encoding. address
+ *                                        defaults to MSH-6.1 as an ODS code,
+ *                                        service to SendCDADocument-v2-0
+ * On an ITK message (router_run_itk) a route with transforms must begin
+ * with itk-to-mdm: any other first step is a transform error saying so;
+ * a route without transforms passes the request on as received.
  * An empty value at the source path of set/map/pseudonymise leaves the
  * target as it is.
  * Where they act: set and copy write one place (the first segment of the

@@ -48,6 +48,7 @@ send "$P1" "$BAD"
 [ $rc -eq 1 ] && [ "$got" = "AE LNWH-31-BADNHS" ] &&
     [ "$(err_field 2)" = "PID^1^3^1" ] &&
     [ "$(err_field 3)" = "102^Data type error^HL70357" ] &&
+    [ "$(err_field 7)" = "byte offset 113" ] &&
     [ "$(err_field 8)" = "NHS number '9990000116' in PID-3 fails the modulus 11 check: check digit expected 5, got 6" ]
 check "a failing check digit: AE, ERR-2 PID^1^3^1, ERR-3 102, ERR-8 says expected 5, got 6" $? "$tmp/out"
 

@@ -173,6 +173,7 @@ int http_src_configure(struct adapter *a, char *err, size_t errlen)
     s->idle = o->idle_timeout_ms > 0 ? ms_tv(o->idle_timeout_ms)
                                      : (struct timeval){ NEVER_SEC, 0 };
     s->policy.max_message_bytes = (size_t)o->max_message_bytes;
+    s->policy.check_nhs_number = a->src->check_nhs_number;
     if (o->allow.n) {
         if (!(s->allow = calloc(o->allow.n, sizeof *s->allow)))
             return nomem(err, errlen);

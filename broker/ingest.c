@@ -6,6 +6,7 @@
  */
 #include "ingest.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -437,27 +438,47 @@ static struct item *item_new(const struct ingest_origin *o, const char *bytes, s
     return it;
 }
 
-/* Turn it into a refusal answered with code (table 0357 hl7_code) and err
- * for the ERR segment. msg may be NULL when the message did not parse. */
-static int make_refusal(struct item *it, const struct hl7_msg *msg, enum hl7_ack_kind kind,
-                        int hl7_code, const struct hl7_error *err)
+/* The reason a refusal answered with table 0357 hl7_code is counted under
+ * (for the refusals whose code says it). */
+static enum ingest_refusal refusal_for_code(int hl7_code)
+{
+    switch (hl7_code) {
+    case 101: return INGEST_REFUSAL_NO_CONTROL_ID;
+    case 203: return INGEST_REFUSAL_VERSION;
+    case 202: return INGEST_REFUSAL_PROCESSING_ID;
+    case 207: return INGEST_REFUSAL_TOO_LARGE;
+    }
+    return INGEST_REFUSAL_NOT_HL7;
+}
+
+/* Turn it into a refusal for reason answered with code (table 0357
+ * hl7_code) and err for the ERR segment, err_rep the field repetition at
+ * fault (ERR-2.4; 0: none). msg may be NULL when the message did not
+ * parse. */
+static int refuse_item(struct item *it, const struct hl7_msg *msg, enum hl7_ack_kind kind,
+                       int hl7_code, const struct hl7_error *err, enum ingest_refusal reason,
+                       unsigned err_rep)
 {
     it->kind = ITEM_REFUSAL;
     it->outcome = INGEST_REFUSED;
-    it->refusal = hl7_code == 101 ? INGEST_REFUSAL_NO_CONTROL_ID :
-                  hl7_code == 203 ? INGEST_REFUSAL_VERSION :
-                  hl7_code == 202 ? INGEST_REFUSAL_PROCESSING_ID :
-                  hl7_code == 207 ? INGEST_REFUSAL_TOO_LARGE : INGEST_REFUSAL_NOT_HL7;
+    it->refusal = (uint8_t)reason;
     enum hl7_ack_code code = hl7_ack_code_for(msg, kind);
     it->ack_code = hl7_ack_code_str(code);
     it->reason = strdup(err->text);
     struct hl7_ack_req req = {
         .code = code, .msg = msg, .raw = it->raw, .raw_len = it->raw_len,
-        .err = err, .hl7_code = hl7_code,
+        .err = err, .hl7_code = hl7_code, .err_rep = err_rep,
     };
     if (!it->reason || hl7_ack_build(&req, &it->ack))
         return -1;
     return 0;
+}
+
+/* refuse_item with the reason the code says. */
+static int make_refusal(struct item *it, const struct hl7_msg *msg, enum hl7_ack_kind kind,
+                        int hl7_code, const struct hl7_error *err)
+{
+    return refuse_item(it, msg, kind, hl7_code, err, refusal_for_code(hl7_code), 0);
 }
 
 static bool supported_version(const struct hl7_span *v)
@@ -509,6 +530,76 @@ static int check_message(const struct hl7_msg *m, const struct hl7_meta *md,
     return 0;
 }
 
+/* At most 20 bytes of s, each byte that is not printable ASCII as '?',
+ * and "..." when there was more: for quoting a sender's value in a text. */
+static void quote_value(const char *s, size_t len, char out[24])
+{
+    size_t n = len > 20 ? 20 : len, i;
+    for (i = 0; i < n; i++)
+        out[i] = s[i] >= 0x20 && s[i] < 0x7f ? s[i] : '?';
+    strcpy(out + i, len > n ? "..." : "");
+}
+
+/* The per-source NHS number check (policy check_nhs_number): the NHS
+ * number hl7_meta found (CX.1 of the first PID-3 repetition marked NHS or
+ * NH) must pass hl7_nhs_check (modulus 11). A message without one, or
+ * with an empty one, has nothing to check. Returns 0 when acceptable;
+ * otherwise fills err (located at PID-3, the byte offset of the number)
+ * and *rep, the PID-3 repetition holding it. */
+static int check_nhs_number(const struct hl7_msg *m, const struct hl7_meta *md,
+                            const char *raw, size_t raw_len, struct hl7_error *err,
+                            unsigned *rep)
+{
+    const struct hl7_span *n = &md->nhs_number;
+    if (!n->len)
+        return 0;
+    enum hl7_nhs_check c = hl7_nhs_check(n->p, n->len);
+    if (c == HL7_NHS_VALID)
+        return 0;
+    /* which repetition of PID-3: the one whose CX.1 is this span */
+    *rep = 0;
+    struct hl7_path path = { .seg = "PID", .field = 3, .comp = 1 };
+    size_t reps = hl7_count(m, &(struct hl7_path){ .seg = "PID", .field = 3 });
+    for (size_t r = 1; r <= reps && !*rep && r <= UINT_MAX; r++) {
+        struct hl7_span s;
+        path.rep = (unsigned)r;
+        if (hl7_get(m, &path, &s) != HL7_ABSENT && s.p == n->p && s.len == n->len)
+            *rep = (unsigned)r;
+    }
+    size_t offset = n->p >= raw && n->p < raw + raw_len ? (size_t)(n->p - raw) : 0;
+    char q[24];
+    quote_value(n->p, n->len, q);
+    if (c == HL7_NHS_LENGTH) {
+        hl7_set_error(err, HL7_E_BAD_VALUE, "PID", 1, 3, offset,
+                      "NHS number '%s' in PID-3 is %zu characters long: an NHS number "
+                      "has 10 digits", q, n->len);
+    } else if (c == HL7_NHS_NOT_DIGITS) {
+        hl7_set_error(err, HL7_E_BAD_VALUE, "PID", 1, 3, offset,
+                      "NHS number '%s' in PID-3 is not all digits: an NHS number has "
+                      "only digits", q);
+    } else {
+        /* the digit that would pass the same check, if any */
+        char t[10];
+        int want = -1;
+        memcpy(t, n->p, sizeof t);
+        for (int d = 0; d <= 9 && want < 0; d++) {
+            t[9] = (char)('0' + d);
+            if (hl7_nhs_check(t, sizeof t) == HL7_NHS_VALID)
+                want = d;
+        }
+        if (want >= 0)
+            hl7_set_error(err, HL7_E_BAD_VALUE, "PID", 1, 3, offset,
+                          "NHS number '%s' in PID-3 fails the modulus 11 check: check "
+                          "digit expected %d, got %c", q, want, n->p[9]);
+        else
+            hl7_set_error(err, HL7_E_BAD_VALUE, "PID", 1, 3, offset,
+                          "NHS number '%s' in PID-3 fails the modulus 11 check: its "
+                          "first nine digits give a check digit of 10, which no NHS "
+                          "number has", q);
+    }
+    return -1;
+}
+
 static bool is_enhanced(const struct hl7_meta *md)
 {
     return md->accept_ack.len > 0 || md->app_ack.len > 0;
@@ -537,6 +628,18 @@ int ingest_submit(struct ingest *in, const struct ingest_origin *o,
     int code = 0;
     if (check_message(m, &md, &err, &code)) {
         if (make_refusal(it, m, HL7_ACK_REJECT, code, &err))
+            goto nomem;
+        hl7_free(m);
+        enqueue(in, it);
+        return 0;
+    }
+    /* The NHS number check: AE (CE), table 0357 code 102 (data type
+       error: the value is there but is not a valid NHS number; 103 is for
+       a code not in its table), ERR-2 PID^1^3^<repetition>. */
+    unsigned rep = 0;
+    if (p && p->check_nhs_number
+        && check_nhs_number(m, &md, it->raw, it->raw_len, &err, &rep)) {
+        if (refuse_item(it, m, HL7_ACK_ERROR, 102, &err, INGEST_REFUSAL_NHS_NUMBER, rep))
             goto nomem;
         hl7_free(m);
         enqueue(in, it);

@@ -39,6 +39,8 @@ check london_adt_a01 route-test -c conf/london.conf --source rlh-pas "$S/adt_a01
 check london_adt_a03 route-test -c conf/london.conf --source rlh-pas "$S/adt_a03.hl7"
 check london_a08_mh route-test -c conf/london.conf --source elft-mh "$S/adt_a08_escapes.hl7"
 check london_oru route-test -c conf/london.conf --source rlh-path "$S/oru_r01.hl7"
+check london_itk route-test -c conf/london.conf --source barts-epr-itk "$S/itk/discharge_summary_soap.xml"
+check london_mdm route-test -c conf/london.conf --source rlh-pas "$S/mdm_t02_letter.hl7"
 # the test config: JSON, a batch from any source, one route, control bytes
 check routes_json route-test -c "$R/routes.conf" --source lab --route results-json "$S/oru_r01.hl7"
 check routes_batch route-test -c "$R/routes.conf" "$S/batch_oru.hl7"

@@ -82,9 +82,16 @@ static void test_london_conf(void **state)
     struct config cfg;
     load_ok("conf/london.conf", &cfg);
 
-    assert_int_equal(cfg.n_sources, 3);
-    assert_int_equal(cfg.n_destinations, 7);
-    assert_int_equal(cfg.n_routes, 4);
+    assert_int_equal(cfg.n_sources, 4);
+    assert_int_equal(cfg.n_destinations, 10);
+    assert_int_equal(cfg.n_routes, 8);
+    assert_string_equal(cfg.broker.ods_code, "Y0LCR");
+    const struct config_source *itk = config_find_source(&cfg, "barts-epr-itk");
+    assert_string_equal(itk->type, "itk");
+    assert_true(itk->check_nhs_number);
+    const struct itk_source_opts *io = itk->opts;
+    assert_string_equal(io->path, "/itk");
+    assert_true(io->tls->require_client_cert);
     assert_int_equal(cfg.broker.max_map_bytes, 68719476736LL);
     assert_true(cfg.broker.log.syslog);
     assert_string_equal(cfg.broker.log.facility, "local0");

@@ -466,7 +466,8 @@ static void job_submit(struct file_job *j)
 {
     struct file_source *s = j->s;
     struct ingest_origin o = { .source = s->name, .peer = j->name, .tls_subject = NULL };
-    struct ingest_policy pol = { .max_message_bytes = s->max_message };
+    struct ingest_policy pol = { .max_message_bytes = s->max_message,
+                                 .check_nhs_number = s->check_nhs_number };
     j->short_submit = false;
     for (size_t i = 0; i < j->b.count; i++) {
         free(j->res[i].why);
@@ -856,6 +857,7 @@ int file_source_configure(struct adapter *a, char *err, size_t errlen)
     s->poll_ms = o->poll_ms;
     s->settle_ms = o->settle_ms;
     s->max_message = (size_t)o->max_message_bytes;
+    s->check_nhs_number = a->src->check_nhs_number;
     s->max_file = (size_t)o->max_file_bytes;
     if (!o->work_dir || !o->done_dir || !o->error_dir) {
         snprintf(err, errlen, "work_dir, done_dir and error_dir are not set (config not checked)");

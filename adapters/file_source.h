@@ -22,6 +22,7 @@ struct file_source {
     char                *dir, *work, *done, *error;
     int64_t              poll_ms, settle_ms;
     size_t               max_message, max_file;
+    bool                 check_nhs_number;
     /* running */
     bool                 started, draining, recovered;
     int                  lock_fd;             /* work_dir/.lock, flocked; -1 when none */

@@ -65,6 +65,7 @@ int http_src_configure(struct adapter *a, char *err, size_t errlen)
     *(struct http_source **)a->state = s;
     s->ingest = a->ingest;
     s->policy.max_message_bytes = (size_t)o->max_message_bytes;
+    s->policy.check_nhs_number = a->src->check_nhs_number;
     if (!(s->name = strdup(a->name))) {
         snprintf(err, errlen, "out of memory");
         return -1;

@@ -167,6 +167,7 @@ static int src_configure(struct adapter *a, char *err, size_t errlen)
     s->idle = o->idle_timeout_ms > 0 ? ms_tv(o->idle_timeout_ms) : (struct timeval){ -1, 0 };
     s->frame = ms_tv(o->frame_timeout_ms);
     s->policy.max_message_bytes = (size_t)o->max_message_bytes;
+    s->policy.check_nhs_number = a->src->check_nhs_number;
     s->commit_ack = o->commit_ack;
     if (o->allow.n) {
         if (!(s->allow = calloc(o->allow.n, sizeof *s->allow))) {

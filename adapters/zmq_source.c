@@ -295,6 +295,7 @@ int zmq_source_configure(struct adapter *a, char *err, size_t errlen)
     s->rcvhwm = (int)o->rcvhwm;
     s->max_inflight = s->mode == ZMQ_SRC_REP ? 1 : (size_t)o->max_inflight;
     s->policy.max_message_bytes = (size_t)o->max_message_bytes;
+    s->policy.check_nhs_number = a->src->check_nhs_number;
     if (!(s->name = strdup(a->name ? a->name : "")) || !(s->endpoint = strdup(o->endpoint))) {
         snprintf(err, errlen, "out of memory");
         return -1;

@@ -737,7 +737,9 @@ char *admin_metrics_text(struct admin *a, size_t *len)
     SRC_COUNTER("source_messages_accepted_total", "messages stored and acknowledged AA/CA",
                 is.accepted);
     FAMILY("source_messages_refused_total", METRICS_COUNTER,
-           "messages refused (AR/AE/CR/CE) and kept in the error store, by reason");
+           "messages refused (AR/AE/CR/CE) and kept in the error store, by reason "
+           "(not_hl7, no_control_id, version, processing_id, too_large, nhs_number: "
+           "a failing NHS number check digit, itk_invalid)");
     for (size_t i = 0; i < s.n_src; i++) {
         for (int k = 0; k < INGEST_REFUSAL_COUNT; k++) {
             struct metrics_label l[2] = { { "source", s.src[i].name },

@@ -16,6 +16,7 @@
 #include "delivery.h"
 #include "log.h"
 #include "objections.h"
+#include "itk.h"
 #include "store.h"
 
 #define COMPONENT "admin"
@@ -411,14 +412,15 @@ static json_t *summary_json(uint64_t id, const struct store_msg *m)
 {
     char type[256];
     type_text(m->code, m->trigger, type, sizeof type);
-    return json_pack("{s:I,s:I,s:o,s:o,s:o,s:o,s:o,s:s}", "id", (json_int_t)id,
+    return json_pack("{s:I,s:I,s:o,s:o,s:o,s:o,s:o,s:s,s:o}", "id", (json_int_t)id,
                      "received_ms", (json_int_t)m->received_ms,
                      "received", time_json(m->received_ms),
                      "source", bytes_json(m->source, strlen(m->source)),
                      "type", bytes_json(type, strlen(type)),
                      "control_id", bytes_json(m->control_id, strlen(m->control_id)),
                      "nhs_number", bytes_json(m->nhs_number, strlen(m->nhs_number)),
-                     "state", state_name(m->state));
+                     "state", state_name(m->state),
+                     "kind", bytes_json(m->kind, strlen(m->kind)));
 }
 
 struct search {
@@ -625,6 +627,39 @@ static json_t *segments_json(const char *raw, size_t len)
     return v;
 }
 
+static json_t *opt_json(const char *s)
+{
+    return s ? bytes_json(s, strlen(s)) : json_null();
+}
+
+/* An ITK message's routing metadata and payloads (what itk.* and cda.*
+ * paths read), or null when it no longer parses. */
+static json_t *itk_json(const char *raw, size_t len)
+{
+    struct itk_envelope *env;
+    if (itk_parse(raw, len, NULL, &env, NULL))
+        return json_null();
+    json_t *addr = json_array(), *pl = json_array();
+    for (size_t i = 0; i < env->n_addresses; i++)
+        json_array_append_new(addr, opt_json(env->addresses[i]));
+    for (size_t i = 0; i < env->n_payloads; i++) {
+        const struct itk_payload *p = &env->payloads[i];
+        json_array_append_new(pl, json_pack("{s:o,s:o,s:o,s:b,s:I,s:o}",
+            "id", opt_json(p->id), "mimetype", opt_json(p->mimetype),
+            "profile_id", opt_json(p->profile_id), "base64", p->base64,
+            "bytes", (json_int_t)p->len, "nhs_number", opt_json(p->nhs_number)));
+    }
+    json_t *o = json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:b,s:b,s:o}",
+        "service", opt_json(env->service), "interaction", opt_json(env->interaction),
+        "tracking_id", opt_json(env->tracking_id), "sender", opt_json(env->sender),
+        "audit_identity", opt_json(env->audit_identity), "profile", opt_json(env->profile),
+        "message_id", opt_json(env->message_id), "addresses", addr,
+        "infack_requested", env->infack_requested, "ack_requested", env->ack_requested,
+        "payloads", pl);
+    itk_free(env);
+    return o;
+}
+
 static const char *delivery_status(int st)
 {
     switch (st) {
@@ -680,7 +715,10 @@ void admin_api_message(struct admin_request *r)
     json_object_set_new(body, "note", bytes_json(m.note, strlen(m.note)));
     json_object_set_new(body, "raw", bytes_json(m.raw, m.raw_len));
     json_object_set_new(body, "raw_bytes", json_integer((json_int_t)m.raw_len));
-    json_object_set_new(body, "segments", segments_json(m.raw, m.raw_len));
+    bool itk = strcmp(m.kind, "itk") == 0;
+    json_object_set_new(body, "segments", itk ? json_array() : segments_json(m.raw, m.raw_len));
+    if (itk)
+        json_object_set_new(body, "itk", itk_json(m.raw, m.raw_len));
     json_object_set_new(body, "deliveries", deliveries);
     free(owner);
     admin_audit(r, "read", subject, "ok", "");

@@ -434,6 +434,22 @@ static void resolve_routes(struct config_ctx *ctx, struct config *cfg)
     }
 }
 
+/* An itk source answers infrastructure acks in this organisation's name. */
+static void check_itk_identity(struct config_ctx *ctx, struct config *cfg)
+{
+    char path[64];
+    for (size_t i = 0; i < cfg->n_sources && !cfg->broker.ods_code; i++) {
+        const struct config_source *s = &cfg->sources[i];
+        if (s->type && strcmp(s->type, "itk") == 0) {
+            snprintf(path, sizeof path, "sources[%zu]", i);
+            config_report(ctx, s->setting, path, "type", "an itk source needs broker.ods_code "
+                          "(this organisation's ODS code: the identity its infrastructure "
+                          "acknowledgements report)");
+            return;
+        }
+    }
+}
+
 struct listener {
     const char             *value;
     char                    path[300];
@@ -519,6 +535,7 @@ static void root_check(struct config_ctx *ctx, void *obj,
     (void)path;
     resolve_routes(ctx, obj);
     check_listeners(ctx, obj);
+    check_itk_identity(ctx, obj);
 }
 
 static const struct config_row root_rows[] = {

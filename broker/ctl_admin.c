@@ -731,6 +731,33 @@ int cmd_show(int argc, char **argv)
         ctl_put_escaped(stdout, v, strlen(v));
         fputc('\n', stdout);
     }
+    json_t *itk = json_object_get(b, "itk");
+    if (json_is_object(itk)) {
+        static const char *const ik[] = { "service", "interaction", "tracking_id", "sender",
+                                          "audit_identity", "profile", NULL };
+        for (size_t i = 0; ik[i]; i++) {
+            const char *v = str(itk, ik[i]);
+            if (!*v)
+                continue;
+            printf("  itk.%-8s ", ik[i]);
+            ctl_put_escaped(stdout, v, strlen(v));
+            fputc('\n', stdout);
+        }
+        size_t ai;
+        json_t *av;
+        json_array_foreach(json_object_get(itk, "addresses"), ai, av) {
+            printf("  itk.address  ");
+            ctl_put_escaped(stdout, json_string_value(av) ? json_string_value(av) : "",
+                            json_string_length(av));
+            fputc('\n', stdout);
+        }
+        json_array_foreach(json_object_get(itk, "payloads"), ai, av) {
+            char nb[40];
+            printf("  payload      %s %s, %s bytes%s\n", str(av, "id"), str(av, "mimetype"),
+                   num(av, "bytes", nb, sizeof nb),
+                   json_is_true(json_object_get(av, "base64")) ? ", base64" : "");
+        }
+    }
     printf("\n");
     /* the message one segment a line */
     const char *rp = json_string_value(rawv) ? json_string_value(rawv) : "";

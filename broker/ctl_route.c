@@ -14,6 +14,7 @@
 #include "ctl.h"
 #include "config.h"
 #include "hl7.h"
+#include "itk.h"
 #include "route.h"
 
 int cmd_route_test(int argc, char **argv);
@@ -34,7 +35,11 @@ static void route_test_usage(FILE *f)
         "ER7 one segment a line (each is sent ending in CR; control bytes are shown\n"
         "as \\r, \\n, \\t, \\xHH), JSON one segment a line (it is sent compact, as\n"
         "one line). A MESSAGE file may hold one message, several, or FHS/BHS\n"
-        "batches; '-' reads standard input. Nothing is sent and nothing is stored.\n"
+        "batches; '-' reads standard input. A file that starts with '<' is an ITK\n"
+        "request (a SOAP envelope or a bare DistributionEnvelope): its metadata\n"
+        "(itk.service, itk.address, ..., cda.nhs_number) is printed first, and\n"
+        "XML payloads are shown one line a line. Nothing is sent and nothing is\n"
+        "stored.\n"
         "\n"
         "  -c, --config FILE  the broker's config file (required)\n"
         "  --source NAME      the source the messages come from; routes that do not\n"
@@ -98,6 +103,35 @@ static void show_json(FILE *out, const char *p, size_t n)
     json_decref(j);
 }
 
+/* XML (an ITK request or envelope): after an optional UTF-8 byte order
+ * mark and white space, '<'. */
+static bool starts_xml(const char *p, size_t n)
+{
+    size_t i = 0;
+    if (n >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0)
+        i = 3;
+    while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n'))
+        i++;
+    return i < n && p[i] == '<';
+}
+
+/* Text shown one line (ending in LF or CRLF) a line. */
+static void show_lines(FILE *out, const char *p, size_t n)
+{
+    size_t start = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n && p[i] != '\n')
+            continue;
+        size_t end = i > start && p[i - 1] == '\r' ? i - 1 : i;
+        if (i > start || i < n) {
+            fputs("    ", out);
+            ctl_put_escaped(out, p + start, end - start);
+            fputc('\n', out);
+        }
+        start = i + 1;
+    }
+}
+
 struct run {
     const struct rt_opts *o;
     const struct config  *cfg;
@@ -134,15 +168,19 @@ static void on_result(void *ctx, const struct route_result *res)
         break;
     case ROUTE_MATCHED: {
         bool json = res->payload_len && res->payload[0] == '{';
+        bool xml = res->payload_len && starts_xml(res->payload, res->payload_len);
         r->matched++;
         fputs("matched: to", out);
         for (size_t i = 0; i < res->n_to; i++)
             fprintf(out, "%s %s", i ? "," : "", res->to[i]);
-        fprintf(out, " (%s, %zu bytes)\n", json ? "json" : "er7", res->payload_len);
+        fprintf(out, " (%s, %zu bytes)\n", json ? "json" : xml ? "xml" : "er7",
+                res->payload_len);
         if (r->o->raw)
             fwrite(res->payload, 1, res->payload_len, stdout);
         else if (json)
             show_json(out, res->payload, res->payload_len);
+        else if (xml)
+            show_lines(out, res->payload, res->payload_len);
         else
             show_er7(out, res->payload, res->payload_len);
         break;
@@ -164,6 +202,47 @@ static void print_parse_error(const char *file, size_t msgno, const struct hl7_e
     fprintf(stderr, "byte offset %zu: %s (%s)\n", e->offset, e->text, hl7_strerror(e->code));
 }
 
+/* An ITK request: its metadata, then the routes. Returns 0, or 1 when it
+ * is not a valid request. */
+static int run_itk(const char *file, const struct buf *in, const struct router *router,
+                   struct run *r)
+{
+    struct itk_envelope *env = NULL;
+    struct itk_error err = { 0 };
+    if (itk_parse(in->p, in->len, NULL, &env, &err)) {
+        fprintf(stderr, "%s: %s: not a valid ITK request (ITK error %s): %s\n", prog, file,
+                err.itk_code, err.msg);
+        return EXIT_BAD_MESSAGE;
+    }
+    FILE *out = r->report;
+    fprintf(out, "# %s: ITK request %s", file, env->tracking_id ? env->tracking_id : "");
+    if (r->o->source)
+        fprintf(out, " from %s", r->o->source);
+    fputc('\n', out);
+    for (size_t k = 0; route_itk_paths[k]; k++) {
+        const char *name = route_itk_paths[k];
+        const char *v = route_itk_value(env, name, 0);
+        fprintf(out, "#   %s", name);
+        if (!v) {
+            fputs(" absent\n", out);
+            continue;
+        }
+        for (size_t i = 0; v; v = route_itk_value(env, name, ++i)) {
+            fputs(i ? ", '" : " = '", out);
+            ctl_put_escaped(out, v, strlen(v));
+            fputc('\'', out);
+        }
+        fputc('\n', out);
+    }
+    r->index = 0;
+    r->matched = 0;
+    router_run_itk(router, r->o->source, env, in->p, in->len, on_result, r);
+    if (!r->o->route)
+        fprintf(out, "= %d of %zu routes matched\n", r->matched, r->cfg->n_routes);
+    itk_free(env);
+    return 0;
+}
+
 /* Run every message of one file. Returns 0, or 1 when one did not parse. */
 static int run_file(const char *file, const struct router *router, struct run *r)
 {
@@ -172,6 +251,11 @@ static int run_file(const char *file, const struct router *router, struct run *r
     if (ctl_read_input(prog, file, HL7_DEFAULT_MAX, &in)) {
         buf_free(&in);
         return EXIT_BAD_MESSAGE;
+    }
+    if (in.len && starts_xml(in.p, in.len)) {
+        status = run_itk(file, &in, router, r);
+        buf_free(&in);
+        return status;
     }
     struct hl7_batch batch;
     struct hl7_error err = { 0 };

@@ -297,6 +297,8 @@ int hl7_ack_build(const struct hl7_ack_req *req, struct buf *b)
             PUT(buf_putc(b, fs));
             if (seg[0])
                 PUT(buf_printf(b, "%s%c%s%c%s", seg, cs, loc_seq, cs, loc_field));
+            if (seg[0] && e->field && req->err_rep)
+                PUT(buf_printf(b, "%c%u", cs, req->err_rep));
             PUT(buf_printf(b, "%c%d%c", fs, code, cs));
             PUT(hl7_escape(&d, ctext, strlen(ctext), b));
             PUT(buf_printf(b, "%cHL70357%c%c%c%c%c", cs, fs, sev, fs, fs, fs));

@@ -327,6 +327,7 @@ static int daemon_reload(struct daemon *d, const char *why, struct buf *errors)
     /* Messages accepted from now on route by the new routes; those
        already accepted keep what they were given. */
     ingest_set_router(d->ingest, router);
+    ingest_set_ods_code(d->ingest, next.broker.ods_code);
     router_free(d->router);
     d->router = router;
     /* The new config keeps the running store settings (they need a restart). */
@@ -465,6 +466,8 @@ static int run(struct daemon *d)
         goto out;
     }
     ingest_set_router(d->ingest, d->router);
+    if (ingest_set_ods_code(d->ingest, d->cfg.broker.ods_code))
+        goto out;
     if (start_delivery(d))
         goto out;
     if (retention_new(d->base, d->store, &d->cfg.retention, &d->retention)) {

@@ -6,6 +6,7 @@
  */
 #include "ingest.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 
 #include "buf.h"
 #include "hl7.h"
+#include "itk.h"
 #include "log.h"
 #include "route.h"
 #include "store.h"
@@ -68,6 +70,10 @@ struct item {
     uint64_t           id;
     uint8_t            refusal;      /* enum ingest_refusal */
     struct timespec    t0;           /* receipt (monotonic): the ingest latency */
+    /* ITK requests */
+    bool               itk;          /* kind "itk": the answer is SOAP */
+    bool               fault;        /* the answer is a SOAP fault */
+    struct item       *child;        /* its infrastructure ack, stored with it */
 };
 
 /* A source's counters (ingest_get_source_stats). */
@@ -93,6 +99,8 @@ struct ingest {
     void               *hook_ctx;
     struct src_stats   *srcs;
     size_t              n_srcs;
+    char               *ods_code;     /* infrastructure acks' identity; NULL: none */
+    bool                warned_ods;   /* the missing ODS code was logged */
 };
 
 static uint64_t now_ms(void)
@@ -142,6 +150,7 @@ static void item_free(struct item *it)
     }
     free(it->deliveries);
     buf_free(&it->ack);
+    item_free(it->child);
     free(it);
 }
 
@@ -183,6 +192,7 @@ void ingest_free(struct ingest *in)
     for (size_t i = 0; i < in->n_srcs; i++)
         free(in->srcs[i].name);
     free(in->srcs);
+    free(in->ods_code);
     free(in);
 }
 
@@ -243,14 +253,19 @@ static void on_route(void *ctx, const struct route_result *res)
 /* Decide, at submit, what each destination will receive (DESIGN.md §1:
  * routing happens at ingest; the commit stores the result). Sets the
  * message's state and, for a transform error on a route that refuses,
- * turns the ACK into AE. Returns -1 when memory ran out. */
-static int route_item(struct ingest *in, struct item *it, const struct hl7_msg *m)
+ * turns the answer into AE (a SOAP fault for ITK). m is the parsed HL7
+ * message, or env the ITK envelope. Returns -1 when memory ran out. */
+static int route_item(struct ingest *in, struct item *it, const struct hl7_msg *m,
+                      const struct itk_envelope *env)
 {
     it->state = STORE_MSG_UNROUTED;
     if (!in->router)
         return 0;
     struct routing r = { .it = it };
-    router_run(in->router, it->source, it->raw, it->raw_len, on_route, &r);
+    if (env)
+        router_run_itk(in->router, it->source, env, it->raw, it->raw_len, on_route, &r);
+    else
+        router_run(in->router, it->source, it->raw, it->raw_len, on_route, &r);
     int rc = r.nomem ? -1 : 0;
     if (!rc && r.error) {
         it->state = STORE_MSG_ERROR;
@@ -259,15 +274,26 @@ static int route_item(struct ingest *in, struct item *it, const struct hl7_msg *
             rc = -1;
         if (!rc && r.refuse) {
             /* stored with the error, answered AE: nothing is delivered */
-            struct hl7_error err = { 0 };
-            hl7_set_error(&err, HL7_E_BAD_VALUE, "", 0, 0, 0,
-                          "accepted and stored, but not routed: %s", it->note);
-            enum hl7_ack_code code = hl7_ack_code_for(m, HL7_ACK_ERROR);
-            struct hl7_ack_req req = { .code = code, .msg = m, .err = &err, .hl7_code = 207 };
             buf_reset(&it->ack);
-            it->ack_code = hl7_ack_code_str(code);
-            if (hl7_ack_build(&req, &it->ack))
-                rc = -1;
+            if (env) {
+                char text[600];
+                snprintf(text, sizeof text, "accepted and stored, but not routed: %.500s",
+                         it->note);
+                it->fault = true;
+                it->ack_code = "fault:9100";
+                if (itk_soap_fault(&it->ack, "9100", text, env->message_id))
+                    rc = -1;
+            } else {
+                struct hl7_error err = { 0 };
+                hl7_set_error(&err, HL7_E_BAD_VALUE, "", 0, 0, 0,
+                              "accepted and stored, but not routed: %s", it->note);
+                enum hl7_ack_code code = hl7_ack_code_for(m, HL7_ACK_ERROR);
+                struct hl7_ack_req req = { .code = code, .msg = m, .err = &err,
+                                           .hl7_code = 207 };
+                it->ack_code = hl7_ack_code_str(code);
+                if (hl7_ack_build(&req, &it->ack))
+                    rc = -1;
+            }
             for (size_t i = 0; i < it->n_deliveries; i++) {
                 free(it->deliveries[i].dest);
                 free(it->deliveries[i].payload);
@@ -412,27 +438,47 @@ static struct item *item_new(const struct ingest_origin *o, const char *bytes, s
     return it;
 }
 
-/* Turn it into a refusal answered with code (table 0357 hl7_code) and err
- * for the ERR segment. msg may be NULL when the message did not parse. */
-static int make_refusal(struct item *it, const struct hl7_msg *msg, enum hl7_ack_kind kind,
-                        int hl7_code, const struct hl7_error *err)
+/* The reason a refusal answered with table 0357 hl7_code is counted under
+ * (for the refusals whose code says it). */
+static enum ingest_refusal refusal_for_code(int hl7_code)
+{
+    switch (hl7_code) {
+    case 101: return INGEST_REFUSAL_NO_CONTROL_ID;
+    case 203: return INGEST_REFUSAL_VERSION;
+    case 202: return INGEST_REFUSAL_PROCESSING_ID;
+    case 207: return INGEST_REFUSAL_TOO_LARGE;
+    }
+    return INGEST_REFUSAL_NOT_HL7;
+}
+
+/* Turn it into a refusal for reason answered with code (table 0357
+ * hl7_code) and err for the ERR segment, err_rep the field repetition at
+ * fault (ERR-2.4; 0: none). msg may be NULL when the message did not
+ * parse. */
+static int refuse_item(struct item *it, const struct hl7_msg *msg, enum hl7_ack_kind kind,
+                       int hl7_code, const struct hl7_error *err, enum ingest_refusal reason,
+                       unsigned err_rep)
 {
     it->kind = ITEM_REFUSAL;
     it->outcome = INGEST_REFUSED;
-    it->refusal = hl7_code == 101 ? INGEST_REFUSAL_NO_CONTROL_ID :
-                  hl7_code == 203 ? INGEST_REFUSAL_VERSION :
-                  hl7_code == 202 ? INGEST_REFUSAL_PROCESSING_ID :
-                  hl7_code == 207 ? INGEST_REFUSAL_TOO_LARGE : INGEST_REFUSAL_NOT_HL7;
+    it->refusal = (uint8_t)reason;
     enum hl7_ack_code code = hl7_ack_code_for(msg, kind);
     it->ack_code = hl7_ack_code_str(code);
     it->reason = strdup(err->text);
     struct hl7_ack_req req = {
         .code = code, .msg = msg, .raw = it->raw, .raw_len = it->raw_len,
-        .err = err, .hl7_code = hl7_code,
+        .err = err, .hl7_code = hl7_code, .err_rep = err_rep,
     };
     if (!it->reason || hl7_ack_build(&req, &it->ack))
         return -1;
     return 0;
+}
+
+/* refuse_item with the reason the code says. */
+static int make_refusal(struct item *it, const struct hl7_msg *msg, enum hl7_ack_kind kind,
+                        int hl7_code, const struct hl7_error *err)
+{
+    return refuse_item(it, msg, kind, hl7_code, err, refusal_for_code(hl7_code), 0);
 }
 
 static bool supported_version(const struct hl7_span *v)
@@ -484,6 +530,76 @@ static int check_message(const struct hl7_msg *m, const struct hl7_meta *md,
     return 0;
 }
 
+/* At most 20 bytes of s, each byte that is not printable ASCII as '?',
+ * and "..." when there was more: for quoting a sender's value in a text. */
+static void quote_value(const char *s, size_t len, char out[24])
+{
+    size_t n = len > 20 ? 20 : len, i;
+    for (i = 0; i < n; i++)
+        out[i] = s[i] >= 0x20 && s[i] < 0x7f ? s[i] : '?';
+    strcpy(out + i, len > n ? "..." : "");
+}
+
+/* The per-source NHS number check (policy check_nhs_number): the NHS
+ * number hl7_meta found (CX.1 of the first PID-3 repetition marked NHS or
+ * NH) must pass hl7_nhs_check (modulus 11). A message without one, or
+ * with an empty one, has nothing to check. Returns 0 when acceptable;
+ * otherwise fills err (located at PID-3, the byte offset of the number)
+ * and *rep, the PID-3 repetition holding it. */
+static int check_nhs_number(const struct hl7_msg *m, const struct hl7_meta *md,
+                            const char *raw, size_t raw_len, struct hl7_error *err,
+                            unsigned *rep)
+{
+    const struct hl7_span *n = &md->nhs_number;
+    if (!n->len)
+        return 0;
+    enum hl7_nhs_check c = hl7_nhs_check(n->p, n->len);
+    if (c == HL7_NHS_VALID)
+        return 0;
+    /* which repetition of PID-3: the one whose CX.1 is this span */
+    *rep = 0;
+    struct hl7_path path = { .seg = "PID", .field = 3, .comp = 1 };
+    size_t reps = hl7_count(m, &(struct hl7_path){ .seg = "PID", .field = 3 });
+    for (size_t r = 1; r <= reps && !*rep && r <= UINT_MAX; r++) {
+        struct hl7_span s;
+        path.rep = (unsigned)r;
+        if (hl7_get(m, &path, &s) != HL7_ABSENT && s.p == n->p && s.len == n->len)
+            *rep = (unsigned)r;
+    }
+    size_t offset = n->p >= raw && n->p < raw + raw_len ? (size_t)(n->p - raw) : 0;
+    char q[24];
+    quote_value(n->p, n->len, q);
+    if (c == HL7_NHS_LENGTH) {
+        hl7_set_error(err, HL7_E_BAD_VALUE, "PID", 1, 3, offset,
+                      "NHS number '%s' in PID-3 is %zu characters long: an NHS number "
+                      "has 10 digits", q, n->len);
+    } else if (c == HL7_NHS_NOT_DIGITS) {
+        hl7_set_error(err, HL7_E_BAD_VALUE, "PID", 1, 3, offset,
+                      "NHS number '%s' in PID-3 is not all digits: an NHS number has "
+                      "only digits", q);
+    } else {
+        /* the digit that would pass the same check, if any */
+        char t[10];
+        int want = -1;
+        memcpy(t, n->p, sizeof t);
+        for (int d = 0; d <= 9 && want < 0; d++) {
+            t[9] = (char)('0' + d);
+            if (hl7_nhs_check(t, sizeof t) == HL7_NHS_VALID)
+                want = d;
+        }
+        if (want >= 0)
+            hl7_set_error(err, HL7_E_BAD_VALUE, "PID", 1, 3, offset,
+                          "NHS number '%s' in PID-3 fails the modulus 11 check: check "
+                          "digit expected %d, got %c", q, want, n->p[9]);
+        else
+            hl7_set_error(err, HL7_E_BAD_VALUE, "PID", 1, 3, offset,
+                          "NHS number '%s' in PID-3 fails the modulus 11 check: its "
+                          "first nine digits give a check digit of 10, which no NHS "
+                          "number has", q);
+    }
+    return -1;
+}
+
 static bool is_enhanced(const struct hl7_meta *md)
 {
     return md->accept_ack.len > 0 || md->app_ack.len > 0;
@@ -517,6 +633,18 @@ int ingest_submit(struct ingest *in, const struct ingest_origin *o,
         enqueue(in, it);
         return 0;
     }
+    /* The NHS number check: AE (CE), table 0357 code 102 (data type
+       error: the value is there but is not a valid NHS number; 103 is for
+       a code not in its table), ERR-2 PID^1^3^<repetition>. */
+    unsigned rep = 0;
+    if (p && p->check_nhs_number
+        && check_nhs_number(m, &md, it->raw, it->raw_len, &err, &rep)) {
+        if (refuse_item(it, m, HL7_ACK_ERROR, 102, &err, INGEST_REFUSAL_NHS_NUMBER, rep))
+            goto nomem;
+        hl7_free(m);
+        enqueue(in, it);
+        return 0;
+    }
     it->kind = ITEM_MESSAGE;
     it->outcome = INGEST_ACCEPTED;
     it->code = dup_span(&md.code);
@@ -534,7 +662,7 @@ int ingest_submit(struct ingest *in, const struct ingest_origin *o,
     struct hl7_ack_req req = { .code = ack, .msg = m };
     if (!it->code || !it->trigger || !it->structure || !it->control_id || !it->sending_app
         || !it->sending_fac || !it->nhs_number || !it->dedup_key
-        || hl7_ack_build(&req, &it->ack) || route_item(in, it, m))
+        || hl7_ack_build(&req, &it->ack) || route_item(in, it, m, NULL))
         goto nomem;
     hl7_free(m);
     enqueue(in, it);
@@ -582,6 +710,189 @@ int ingest_refuse(struct ingest *in, const struct ingest_origin *o, const char *
     return 0;
 }
 
+/* ------------------------------------------------------------------ ITK */
+
+int ingest_set_ods_code(struct ingest *in, const char *ods_code)
+{
+    char *c = ods_code ? strdup(ods_code) : NULL;
+    if (ods_code && !c)
+        return -1;
+    free(in->ods_code);
+    in->ods_code = c;
+    in->warned_ods = false;
+    return 0;
+}
+
+/* Turn it into a refused ITK request answered with a SOAP fault. */
+static int itk_refusal(struct item *it, const char *itk_code, const char *text,
+                       const char *relates_to, enum ingest_refusal why)
+{
+    it->kind = ITEM_REFUSAL;
+    it->outcome = INGEST_REFUSED;
+    it->itk = true;
+    it->fault = true;
+    it->refusal = (uint8_t)why;
+    it->ack_code = strcmp(itk_code, "1001") == 0 ? "fault:1001" :
+                   why == INGEST_REFUSAL_NHS_NUMBER ? "fault:2006" : "fault";
+    it->reason = strdup(text);
+    buf_reset(&it->ack);
+    if (!it->reason || itk_soap_fault(&it->ack, itk_code, text, relates_to))
+        return -1;
+    return 0;
+}
+
+/* The short name of a service URI: what follows its last ':'. */
+static const char *uri_tail(const char *uri)
+{
+    const char *c = uri ? strrchr(uri, ':') : NULL;
+    return c ? c + 1 : uri ? uri : "";
+}
+
+/* Fill it (an ITK message) from env: metadata, dedup key, routing. The
+ * answer (ack) is left to the caller. */
+static int itk_message(struct ingest *in, struct item *it, const struct itk_envelope *env,
+                       const char *nhs)
+{
+    it->kind = ITEM_MESSAGE;
+    it->outcome = INGEST_ACCEPTED;
+    it->itk = true;
+    it->code = strdup("ITK");
+    it->trigger = dup_str(uri_tail(env->service));
+    it->structure = dup_str(uri_tail(env->profile));
+    it->control_id = dup_str(env->tracking_id);
+    it->sending_app = dup_str(env->sender);
+    it->sending_fac = dup_str(env->sender_ods);
+    it->nhs_number = dup_str(nhs);
+    it->dedup_key = store_dedup_key(it->source, "ITK", 3, "", 0, env->tracking_id,
+                                    strlen(env->tracking_id), &it->dedup_len);
+    if (!it->code || !it->trigger || !it->structure || !it->control_id || !it->sending_app
+        || !it->sending_fac || !it->nhs_number || !it->dedup_key)
+        return -1;
+    return route_item(in, it, NULL, env);
+}
+
+/* The NHS number of an envelope: the first CDA payload's. */
+static const char *itk_nhs_number(const struct itk_envelope *env)
+{
+    for (size_t i = 0; i < env->n_payloads; i++)
+        if (env->payloads[i].nhs_number)
+            return env->payloads[i].nhs_number;
+    return NULL;
+}
+
+/* The infrastructure ack of parent's request env, as a message of its
+ * own from the same source, routed now and stored with the parent. */
+static int itk_infack(struct ingest *in, struct item *parent, const struct itk_envelope *env)
+{
+    if (!in->ods_code) {
+        if (!in->warned_ods)
+            log_warn("ingest", "an ITK request asks for an infrastructure ack, but "
+                     "broker.ods_code is not set: none is made", "source=%s tracking_id=%s",
+                     parent->source, env->tracking_id);
+        in->warned_ods = true;
+        return 0;
+    }
+    bool ok = parent->state != STORE_MSG_ERROR;
+    struct buf b = { 0 };
+    if (itk_infack_build(&b, env, in->ods_code, ok, ok ? NULL : "9100",
+                         ok ? NULL : parent->note)) {
+        buf_free(&b);
+        return -1;
+    }
+    const struct ingest_origin o = { .source = parent->source, .peer = "broker" };
+    struct item *it = item_new(&o, b.p, b.len, NULL, NULL);
+    buf_free(&b);
+    if (!it)
+        return -1;
+    struct itk_envelope *ack = NULL;
+    struct itk_error e = { 0 };
+    int rc = itk_parse(it->raw, it->raw_len, NULL, &ack, &e);
+    if (rc) {
+        /* our own builder's output: never expected */
+        log_error("ingest", "an infrastructure ack the broker built does not parse",
+                  "error=%s", e.msg);
+        item_free(it);
+        return rc == ITK_E_NOMEM ? -1 : 0;
+    }
+    rc = itk_message(in, it, ack, NULL);
+    itk_free(ack);
+    if (rc) {
+        item_free(it);
+        return -1;
+    }
+    parent->child = it;
+    return 0;
+}
+
+int ingest_submit_itk(struct ingest *in, const struct ingest_origin *o,
+                      const struct ingest_policy *p, const char *bytes, size_t len,
+                      ingest_reply_fn fn, void *ctx)
+{
+    struct item *it = item_new(o, bytes, len, fn, ctx);
+    if (!it)
+        return -1;
+    it->itk = true;
+    struct itk_limits lim = {
+        .max_bytes = p ? p->max_message_bytes : 0,
+        .max_depth = p ? p->max_depth : 0,
+    };
+    struct itk_envelope *env = NULL;
+    struct itk_error e = { 0 };
+    int rc = itk_parse(it->raw, it->raw_len, &lim, &env, &e);
+    if (rc == ITK_E_NOMEM)
+        goto nomem;
+    if (rc) {
+        if (itk_refusal(it, e.itk_code, e.msg, NULL,
+                        rc == ITK_E_TOO_LARGE ? INGEST_REFUSAL_TOO_LARGE : INGEST_REFUSAL_ITK))
+            goto nomem;
+        enqueue(in, it);
+        return 0;
+    }
+    const char *nhs = itk_nhs_number(env);
+    enum hl7_nhs_check nc = nhs ? hl7_nhs_check(nhs, strlen(nhs)) : HL7_NHS_VALID;
+    if (p && p->check_nhs_number && nc != HL7_NHS_VALID) {
+        char text[300];
+        snprintf(text, sizeof text, "the NHS number '%.20s' in the CDA recordTarget "
+                 "(patientRole/id root %s) is not valid: %s", nhs, ITK_NHS_NUMBER_OID,
+                 hl7_nhs_check_str(nc));
+        if (itk_refusal(it, "2006", text, env->message_id, INGEST_REFUSAL_NHS_NUMBER))
+            goto nomem;
+        itk_free(env);
+        enqueue(in, it);
+        return 0;
+    }
+    it->ack_code = "OK";
+    if (itk_soap_ok(&it->ack, env) || itk_message(in, it, env, nhs))
+        goto nomem;
+    if (env->infack_requested && itk_infack(in, it, env))
+        goto nomem;
+    itk_free(env);
+    enqueue(in, it);
+    return 0;
+nomem:
+    itk_free(env);
+    item_free(it);
+    return -1;
+}
+
+int ingest_refuse_itk(struct ingest *in, const struct ingest_origin *o, const char *head,
+                      size_t head_len, const char *itk_code, const char *reason,
+                      ingest_reply_fn fn, void *ctx)
+{
+    struct item *it = item_new(o, head, head_len, fn, ctx);
+    if (!it)
+        return -1;
+    const char *code = itk_code && itk_code[0] ? itk_code : "1000";
+    if (itk_refusal(it, code, reason ? reason : "not taken by the source", NULL,
+                    strcmp(code, "1001") == 0 ? INGEST_REFUSAL_TOO_LARGE
+                                              : INGEST_REFUSAL_ITK)) {
+        item_free(it);
+        return -1;
+    }
+    enqueue(in, it);
+    return 0;
+}
+
 /* ------------------------------------------------------------ the commit */
 
 static int write_item(struct ingest *in, struct store_txn *t, struct item *it)
@@ -613,7 +924,7 @@ static int write_item(struct ingest *in, struct store_txn *t, struct item *it)
             struct store_msg sm = {
                 .received_ms = it->received_ms, .state = it->state, .note = it->note,
                 .source = it->source, .peer = it->peer, .tls_subject = it->tls_subject,
-                .kind = "hl7v2", .code = it->code, .trigger = it->trigger,
+                .kind = it->itk ? "itk" : "hl7v2", .code = it->code, .trigger = it->trigger,
                 .structure = it->structure, .control_id = it->control_id,
                 .sending_app = it->sending_app, .sending_fac = it->sending_fac,
                 .nhs_number = it->nhs_number, .raw = it->raw, .raw_len = it->raw_len,
@@ -624,6 +935,9 @@ static int write_item(struct ingest *in, struct store_txn *t, struct item *it)
                 const struct delivery_copy *dc = &it->deliveries[i];
                 rc = store_enqueue(t, dc->dest, it->id, dc->payload, dc->len, NULL);
             }
+            /* an infrastructure ack is made only for a request stored now */
+            if (!rc && it->child)
+                rc = write_item(in, t, it->child);
             if (rc)
                 return rc;
             it->outcome = INGEST_ACCEPTED;
@@ -664,12 +978,17 @@ static void fail_batch(struct ingest *in, struct item *head, int rc)
     for (struct item *it = head; it; it = it->next) {
         it->outcome = INGEST_FAILED;
         buf_reset(&it->ack);
+        in->stats.failed++;
+        if (it->itk) {
+            it->fault = true;
+            itk_soap_fault(&it->ack, "9999", err.text, NULL);
+            continue;
+        }
         struct hl7_ack_req req = {
             .code = it->enhanced ? HL7_CR : HL7_AR, .raw = it->raw, .raw_len = it->raw_len,
             .err = &err, .hl7_code = 207,
         };
         hl7_ack_build(&req, &it->ack);
-        in->stats.failed++;
     }
     log_error("ingest", "store write failed: messages refused with AR",
               "error=%s detail=%s messages=%zu", store_strerror(rc),
@@ -770,7 +1089,7 @@ static void commit_now(struct ingest *in)
         count_item(in, it, ok);
         struct ingest_reply r = {
             .outcome = it->outcome, .ack = it->ack.p, .ack_len = it->ack.len,
-            .committed = ok && it->kind == ITEM_MESSAGE,
+            .committed = ok && it->kind == ITEM_MESSAGE, .fault = it->fault,
         };
         it->fn(it->ctx, &r);
         item_free(it);

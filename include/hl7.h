@@ -327,6 +327,9 @@ struct hl7_ack_req {
     const struct hl7_error *err;
     int         hl7_code;
     char        severity;        /* ERR-4: 'E' (default), 'W' or 'I' */
+    unsigned    err_rep;         /* the field repetition at fault, ERR-2.4
+                                    (v2.5 on; ERR-1 has no place for it);
+                                    0: not given */
 };
 
 /* Build the ACK into b (appended): MSH with MSH-3/4 and MSH-5/6 swapped,

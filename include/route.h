@@ -65,7 +65,27 @@ bool route_table_exists(const struct route_tables *t, const char *name);
  * unless anchored. A compare without an operator is true when the value
  * is not empty. Functions: exists(PATH), nhs_number_valid(PATH) (PID-3:
  * the NHS number repetition; otherwise the value itself),
- * in_table(PATH, 'table'). Keywords are lower case. */
+ * in_table(PATH, 'table'), objected(PATH, 'purpose'). Keywords are lower
+ * case.
+ *
+ * On ITK messages (router_run_itk) PATH may also be a metadata name:
+ *   itk.service       header service ("urn:nhs-itk:services:201005:...")
+ *   itk.interaction   the handlingSpecification interaction id
+ *   itk.sender        the sender's ODS code (senderAddress
+ *                     "urn:nhs-uk:addressing:ods:R1H" reads "R1H"); a
+ *                     sender that is not an ODS URI reads as the URI
+ *   itk.address       every address, each as itk.sender reads (ODS code,
+ *                     else the URI): multi-valued. A bare itk.address, =,
+ *                     ~, in, exists() and in_table() are true when ANY
+ *                     address makes them true; != is true when NO
+ *                     address equals the value (not (itk.address = X))
+ *   itk.tracking_id   header trackingid
+ *   itk.profile       the first manifest item's profileid
+ *   cda.nhs_number    the NHS number of the first CDA payload's record
+ *                     target (for objected() and nhs_number_valid())
+ * An absent one reads as "". Other names under itk. and cda. do not
+ * compile. On an HL7 v2 message the metadata names read as "", and on an
+ * ITK message the HL7 paths (PID-3, MSH-9.2, ...) do. */
 struct route_expr;
 
 int  route_expr_compile(const char *text, const struct route_tables *tables,
@@ -76,6 +96,18 @@ void route_expr_free(struct route_expr *e);
  * the text of the innermost clause that made it false and what the
  * message held ("MSH-9.2 in ('A01','A02'): MSH-9.2 is 'A08'"). */
 bool route_expr_eval(const struct route_expr *e, const struct hl7_msg *m, struct buf *why);
+
+/* The same on an ITK message (env from itk_parse): the metadata names read
+ * its values, the HL7 paths read as "". */
+struct itk_envelope;
+bool route_expr_eval_itk(const struct route_expr *e, const struct itk_envelope *env,
+                         struct buf *why);
+
+/* The metadata names above, in that order, NULL-terminated; and what the
+ * i-th value of one reads on env, as filters read it (NULL: absent, or no
+ * i-th value: only itk.address has more than one). */
+extern const char *const *const route_itk_paths;
+const char *route_itk_value(const struct itk_envelope *env, const char *name, size_t i);
 
 /* -------------------------------------------------------- transforms */
 
@@ -96,6 +128,26 @@ bool route_expr_eval(const struct route_expr *e, const struct hl7_msg *m, struct
  *                                        (default: empty)
  *   { encoding = "er7" | "json"; }       the output encoding (default er7);
  *                                        the JSON shape is in README.md
+ *   { convert = "itk-to-mdm"; [sending_app = "X"; receiving_app = "Y";] }
+ *                                        an ITK message to the HL7 v2 MDM^T02
+ *                                        itk_to_mdm() makes (MSH-3/MSH-5 from
+ *                                        the two options); only as the FIRST
+ *                                        step, and the steps after it edit
+ *                                        that MDM^T02. On an HL7 v2 message:
+ *                                        a transform error
+ *   { convert = "mdm-to-itk"; sender_ods = "R1H"; [service = "URI";
+ *     profile_id = "URI"; interaction = "URI"; address = "F84003" | "URI";
+ *     infack_requested = true|false; ack_requested = true|false;] }
+ *                                        an HL7 v2 MDM^T02/T04 (its first ED
+ *                                        OBX) to the bare DistributionEnvelope
+ *                                        mdm_to_itk() makes, for an itk
+ *                                        destination; only as the LAST step,
+ *                                        without an encoding. address
+ *                                        defaults to MSH-6.1 as an ODS code,
+ *                                        service to SendCDADocument-v2-0
+ * On an ITK message (router_run_itk) a route with transforms must begin
+ * with itk-to-mdm: any other first step is a transform error saying so;
+ * a route without transforms passes the request on as received.
  * An empty value at the source path of set/map/pseudonymise leaves the
  * target as it is.
  * Where they act: set and copy write one place (the first segment of the
@@ -179,7 +231,6 @@ int router_run(const struct router *r, const char *source, const char *raw, size
  * MDM^T02 it makes; any other first step is a transform error saying so.
  * On an HL7 v2 message { convert = "mdm-to-itk"; ... } (the last step)
  * makes a DistributionEnvelope for an itk destination. */
-struct itk_envelope;
 int router_run_itk(const struct router *r, const char *source, const struct itk_envelope *env,
                    const char *raw, size_t len, route_result_fn fn, void *ctx);
 

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "itk.h"
 #include "objections.h"
 #include "route_tables_priv.h"
 
@@ -36,10 +37,23 @@
 
 /* ---------------------------------------------------------------- tree */
 
-enum vkind { V_PATH, V_STR };
+enum vkind { V_PATH, V_STR, V_META };
+
+/* The ITK metadata paths (route.h): what they read on an ITK message. */
+enum meta {
+    M_SERVICE, M_INTERACTION, M_SENDER, M_ADDRESS, M_TRACKING_ID, M_PROFILE, M_NHS_NUMBER,
+};
+static const char *const meta_names[] = {
+    "itk.service", "itk.interaction", "itk.sender", "itk.address", "itk.tracking_id",
+    "itk.profile", "cda.nhs_number", NULL,
+};
+#define N_META (sizeof meta_names / sizeof *meta_names - 1)
+
+const char *const *const route_itk_paths = meta_names;
 
 struct value {
     enum vkind      kind;
+    enum meta       meta;       /* V_META */
     struct hl7_path path;
     char           *s;          /* V_STR: the literal, NUL-terminated */
     size_t          len;
@@ -418,6 +432,34 @@ static int add_kid(struct parser *p, struct node *n, struct node *kid)
 
 static struct node *parse_or(struct parser *p);
 
+/* An ITK metadata name (itk.service, ...) at t, len bytes, into v. */
+static int parse_meta(struct parser *p, struct value *v, const char *t, size_t len)
+{
+    for (size_t i = 0; i < N_META; i++)
+        if (len == strlen(meta_names[i]) && memcmp(t, meta_names[i], len) == 0) {
+            v->kind = V_META;
+            v->meta = (enum meta)i;
+            return 0;
+        }
+    char w[65];
+    snprintf(w, sizeof w, "%.*s", (int)(len > 64 ? 64 : len), t);
+    const char *s = closest(w, meta_names, N_META);
+    if (!s) {
+        /* "ITK.Service": the same name in other capitals */
+        for (size_t i = 0; i < N_META && !s; i++)
+            if (strcasecmp(w, meta_names[i]) == 0)
+                s = meta_names[i];
+    }
+    if (s)
+        fail(p, p->tok.start, "unknown metadata path '%.*s%s' (did you mean %s?)",
+             SNIP(len, t), s);
+    else
+        fail(p, p->tok.start, "unknown metadata path '%.*s%s' (the ITK metadata paths are "
+             "itk.service, itk.interaction, itk.sender, itk.address, itk.tracking_id, "
+             "itk.profile and cda.nhs_number)", SNIP(len, t));
+    return -1;
+}
+
 /* A path, string or number at the current token into v. */
 static int parse_value(struct parser *p, struct value *v, const char *expected)
 {
@@ -459,6 +501,11 @@ static int parse_value(struct parser *p, struct value *v, const char *expected)
             fail(p, k.start, "keywords are lower case: write '%s', not '%.*s'", kw,
                  (int)k.len, t);
             return -1;
+        }
+        if (k.len >= 4 && (strncasecmp(t, "itk.", 4) == 0 || strncasecmp(t, "cda.", 4) == 0)) {
+            if (parse_meta(p, v, t, k.len))
+                return -1;
+            break;
         }
         struct hl7_error he;
         v->kind = V_PATH;
@@ -1026,10 +1073,11 @@ bad:
 /* ---------------------------------------------------------- evaluation */
 
 struct eval {
-    const struct route_expr *e;
-    const struct hl7_msg    *m;
-    char                     esc;
-    struct buf               scratch[2];   /* decoded values, when escaped */
+    const struct route_expr   *e;
+    const struct hl7_msg      *m;      /* NULL on an ITK message */
+    const struct itk_envelope *env;    /* NULL on an HL7 v2 message */
+    char                       esc;
+    struct buf                 scratch[2];   /* decoded values, when escaped */
 };
 
 struct val {
@@ -1038,8 +1086,52 @@ struct val {
     enum hl7_presence  pr;
 };
 
-/* The value of v, decoded into scratch[slot] only when it holds escapes. */
-static void get(struct eval *ev, const struct value *v, int slot, struct val *out)
+/* How many values v has: one, except itk.address, which has one per
+ * address of the envelope. None reads as one empty value, as an absent
+ * path does. */
+static size_t count(const struct eval *ev, const struct value *v)
+{
+    if (v->kind == V_META && v->meta == M_ADDRESS && ev->env && ev->env->n_addresses > 1)
+        return ev->env->n_addresses;
+    return 1;
+}
+
+/* An ODS code when the URI is one ("urn:nhs-uk:addressing:ods:F84003"
+ * reads as F84003), else the URI. */
+static const char *ods_or_uri(const char *ods, const char *uri)
+{
+    return ods && *ods ? ods : uri;
+}
+
+/* The i-th value of a metadata path on env, NULL when absent. */
+static const char *meta_str(const struct itk_envelope *env, enum meta m, size_t i)
+{
+    if (!env)
+        return NULL;
+    switch (m) {
+    case M_SERVICE:     return env->service;
+    case M_INTERACTION: return env->interaction;
+    case M_SENDER:      return ods_or_uri(env->sender_ods, env->sender);
+    case M_TRACKING_ID: return env->tracking_id;
+    case M_PROFILE:     return env->profile;
+    case M_ADDRESS:
+        if (i >= env->n_addresses || !env->addresses)
+            return NULL;
+        return ods_or_uri(env->address_ods ? env->address_ods[i] : NULL, env->addresses[i]);
+    case M_NHS_NUMBER:
+        /* the first CDA payload's record target */
+        for (size_t k = 0; env->payloads && k < env->n_payloads; k++)
+            if (env->payloads[k].nhs_number)
+                return env->payloads[k].nhs_number;
+        return NULL;
+    }
+    return NULL;
+}
+
+/* The i-th value of v (see count), decoded into scratch[slot] only when
+ * it holds escapes. On an ITK message HL7 paths read as absent, and on an
+ * HL7 v2 message the metadata paths do. */
+static void get_at(struct eval *ev, const struct value *v, size_t i, int slot, struct val *out)
 {
     if (v->kind == V_STR) {
         out->p = v->s;
@@ -1047,10 +1139,22 @@ static void get(struct eval *ev, const struct value *v, int slot, struct val *ou
         out->pr = v->len ? HL7_VALUE : HL7_EMPTY;
         return;
     }
-    struct hl7_span s;
-    out->pr = hl7_get(ev->m, &v->path, &s);
     out->p = "";
     out->len = 0;
+    out->pr = HL7_ABSENT;
+    if (v->kind == V_META) {
+        const char *s = meta_str(ev->env, v->meta, i);
+        if (s) {
+            out->p = s;
+            out->len = strlen(s);
+            out->pr = out->len ? HL7_VALUE : HL7_EMPTY;
+        }
+        return;
+    }
+    if (!ev->m)
+        return;
+    struct hl7_span s;
+    out->pr = hl7_get(ev->m, &v->path, &s);
     if (out->pr != HL7_VALUE && out->pr != HL7_NULL)
         return;
     out->p = s.p;
@@ -1065,9 +1169,37 @@ static void get(struct eval *ev, const struct value *v, int slot, struct val *ou
     out->len = b->len;
 }
 
+static void get(struct eval *ev, const struct value *v, int slot, struct val *out)
+{
+    get_at(ev, v, 0, slot, out);
+}
+
+const char *route_itk_value(const struct itk_envelope *env, const char *name, size_t i)
+{
+    for (size_t k = 0; k < N_META; k++)
+        if (strcmp(name, meta_names[k]) == 0)
+            return k == M_ADDRESS || i == 0 ? meta_str(env, (enum meta)k, i) : NULL;
+    return NULL;
+}
+
 static bool same(const struct val *a, const struct val *b)
 {
     return a->len == b->len && memcmp(a->p, b->p, a->len) == 0;
+}
+
+/* Does any value of a equal any value of b? (Single-valued: a = b.) */
+static bool any_same(struct eval *ev, const struct value *a, const struct value *b)
+{
+    struct val x, y;
+    for (size_t i = 0; i < count(ev, a); i++) {
+        get_at(ev, a, i, 0, &x);
+        for (size_t j = 0; j < count(ev, b); j++) {
+            get_at(ev, b, j, 1, &y);
+            if (same(&x, &y))
+                return true;
+        }
+    }
+    return false;
 }
 
 /* regexec wants a NUL-terminated string (REG_STARTEND would do without,
@@ -1113,6 +1245,18 @@ static void put_quoted(struct buf *why, const char *p, size_t len)
 static void put_holding(struct buf *why, struct eval *ev, const struct value *v, const struct val *x)
 {
     buf_append(why, ev->e->text + v->start, v->end - v->start);
+    size_t n = count(ev, v);
+    if (n > 1) {        /* itk.address with several addresses */
+        struct val y;
+        buf_puts(why, " is ");
+        for (size_t i = 0; i < n; i++) {
+            get_at(ev, v, i, 0, &y);
+            if (i)
+                buf_puts(why, i + 1 < n ? ", " : " and ");
+            put_quoted(why, y.p, y.len);
+        }
+        return;
+    }
     if (x->pr == HL7_ABSENT)
         buf_puts(why, " is absent");
     else if (x->pr == HL7_EMPTY)
@@ -1128,13 +1272,13 @@ static void put_holdings(struct buf *why, struct eval *ev, const struct node *n)
 {
     int count = 0;
     struct val x;
-    if (n->lhs.kind == V_PATH) {
+    if (n->lhs.kind != V_STR) {
         get(ev, &n->lhs, 0, &x);
         put_holding(why, ev, &n->lhs, &x);
         count++;
     }
     for (size_t i = 0; i < n->nrhs; i++) {
-        if (n->rhs[i].kind != V_PATH)
+        if (n->rhs[i].kind == V_STR)
             continue;
         if (count++)
             buf_puts(why, ", ");
@@ -1145,9 +1289,10 @@ static void put_holdings(struct buf *why, struct eval *ev, const struct node *n)
         buf_puts(why, n->kind == N_CMP && n->op == OP_TRUTHY ? "it is empty" : "it is false");
 }
 
-static bool is_pid3(const struct hl7_path *p)
+static bool is_pid3(const struct value *v)
 {
-    return memcmp(p->seg, "PID", 4) == 0 && p->seg_seq <= 1 && p->field == 3 && !p->rep &&
+    const struct hl7_path *p = &v->path;
+    return v->kind == V_PATH && memcmp(p->seg, "PID", 4) == 0 && p->seg_seq <= 1 && p->field == 3 && !p->rep &&
            !p->comp && !p->sub;
 }
 
@@ -1155,9 +1300,9 @@ static bool is_pid3(const struct hl7_path *p)
  * path's value. False when there is none. */
 static bool objected_number(struct eval *ev, const struct node *n, const char **p, size_t *len)
 {
-    if (is_pid3(&n->lhs.path)) {
+    if (is_pid3(&n->lhs)) {
         struct hl7_span s;
-        if (!hl7_nhs_number(ev->m, &s) || !s.len)
+        if (!ev->m || !hl7_nhs_number(ev->m, &s) || !s.len)
             return false;
         *p = s.p;
         *len = s.len;
@@ -1168,6 +1313,30 @@ static bool objected_number(struct eval *ev, const struct node *n, const char **
     *p = x.p;
     *len = x.len;
     return x.len > 0;
+}
+
+/* Is any value of in_table()'s path a key of its table? */
+static bool any_in_table(struct eval *ev, const struct node *n)
+{
+    struct val a;
+    for (size_t i = 0; i < count(ev, &n->lhs); i++) {
+        get_at(ev, &n->lhs, i, 0, &a);
+        if (a.len && route_table_get(ev->e->tables, n->table, a.p, a.len) != NULL)
+            return true;
+    }
+    return false;
+}
+
+/* Does any value of v match the compare's regular expression? */
+static bool any_matches(struct eval *ev, const struct node *n)
+{
+    struct val a;
+    for (size_t i = 0; i < count(ev, &n->lhs); i++) {
+        get_at(ev, &n->lhs, i, 0, &a);
+        if (regex_matches(ev, &n->re, &a))
+            return true;
+    }
+    return false;
 }
 
 static void explain_leaf(struct buf *why, struct eval *ev, const struct node *n)
@@ -1184,7 +1353,10 @@ static void explain_leaf(struct buf *why, struct eval *ev, const struct node *n)
     case N_IN_TABLE:
         get(ev, &n->lhs, 0, &x);
         put_holding(why, ev, &n->lhs, &x);
-        if (x.len) {
+        if (count(ev, &n->lhs) > 1)
+            buf_printf(why, ", %s a key of %s", any_in_table(ev, n) ? "one" : "none",
+                       n->table);
+        else if (x.len) {
             bool key = route_table_get(ev->e->tables, n->table, x.p, x.len) != NULL;
             buf_printf(why, ", %s key of %s", key ? "a" : "not a", n->table);
         }
@@ -1205,9 +1377,9 @@ static void explain_leaf(struct buf *why, struct eval *ev, const struct node *n)
         return;
     }
     case N_NHS:
-        if (is_pid3(&n->lhs.path)) {
+        if (is_pid3(&n->lhs)) {
             struct hl7_span s;
-            if (!hl7_nhs_number(ev->m, &s)) {
+            if (!ev->m || !hl7_nhs_number(ev->m, &s)) {
                 buf_append(why, ev->e->text + n->lhs.start, n->lhs.end - n->lhs.start);
                 buf_puts(why, " holds no NHS number (no repetition with assigning "
                               "authority NHS or identifier type NH)");
@@ -1230,7 +1402,7 @@ static void explain_leaf(struct buf *why, struct eval *ev, const struct node *n)
 
 static bool eval(struct eval *ev, const struct node *n, struct buf *why)
 {
-    struct val a, b;
+    struct val a;
     bool r = false;
     switch (n->kind) {
     case N_OR: {
@@ -1268,34 +1440,36 @@ static bool eval(struct eval *ev, const struct node *n, struct buf *why)
         }
         return false;
     case N_CMP:
-        get(ev, &n->lhs, 0, &a);
+        /* Against a multi-valued path (itk.address), =, ~, in and a bare
+           path are true when any of its values is; != when none is equal. */
         switch (n->op) {
         case OP_TRUTHY:
-            r = a.len > 0;
+            for (size_t i = 0; i < count(ev, &n->lhs) && !r; i++) {
+                get_at(ev, &n->lhs, i, 0, &a);
+                r = a.len > 0;
+            }
             break;
         case OP_EQ:
         case OP_NE:
-            get(ev, &n->rhs[0], 1, &b);
-            r = same(&a, &b) == (n->op == OP_EQ);
+            r = any_same(ev, &n->lhs, &n->rhs[0]) == (n->op == OP_EQ);
             break;
         case OP_RE:
-            r = regex_matches(ev, &n->re, &a);
+            r = any_matches(ev, n);
             break;
         case OP_IN:
-            for (size_t i = 0; i < n->nrhs && !r; i++) {
-                get(ev, &n->rhs[i], 1, &b);
-                r = same(&a, &b);
-            }
+            for (size_t i = 0; i < n->nrhs && !r; i++)
+                r = any_same(ev, &n->lhs, &n->rhs[i]);
             break;
         }
         break;
     case N_EXISTS:
-        get(ev, &n->lhs, 0, &a);
-        r = a.pr == HL7_VALUE || a.pr == HL7_NULL;
+        for (size_t i = 0; i < count(ev, &n->lhs) && !r; i++) {
+            get_at(ev, &n->lhs, i, 0, &a);
+            r = a.pr == HL7_VALUE || a.pr == HL7_NULL;
+        }
         break;
     case N_IN_TABLE:
-        get(ev, &n->lhs, 0, &a);
-        r = a.len && route_table_get(ev->e->tables, n->table, a.p, a.len) != NULL;
+        r = any_in_table(ev, n);
         break;
     case N_OBJECTED: {
         const char *num;
@@ -1304,9 +1478,9 @@ static bool eval(struct eval *ev, const struct node *n, struct buf *why)
         break;
     }
     case N_NHS:
-        if (is_pid3(&n->lhs.path)) {
+        if (is_pid3(&n->lhs)) {
             struct hl7_span s;
-            r = hl7_nhs_number(ev->m, &s) && hl7_nhs_check(s.p, s.len) == HL7_NHS_VALID;
+            r = ev->m && hl7_nhs_number(ev->m, &s) && hl7_nhs_check(s.p, s.len) == HL7_NHS_VALID;
         } else {
             get(ev, &n->lhs, 0, &a);
             r = hl7_nhs_check(a.p, a.len) == HL7_NHS_VALID;
@@ -1321,13 +1495,27 @@ static bool eval(struct eval *ev, const struct node *n, struct buf *why)
     return r;
 }
 
+static bool run(struct eval *ev, struct buf *why)
+{
+    bool r = eval(ev, ev->e->root, why);
+    buf_free(&ev->scratch[0]);
+    buf_free(&ev->scratch[1]);
+    return r;
+}
+
 bool route_expr_eval(const struct route_expr *e, const struct hl7_msg *m, struct buf *why)
 {
     if (!e || !m)
         return false;
     struct eval ev = { .e = e, .m = m, .esc = hl7_msg_delims(m)->escape };
-    bool r = eval(&ev, e->root, why);
-    buf_free(&ev.scratch[0]);
-    buf_free(&ev.scratch[1]);
-    return r;
+    return run(&ev, why);
+}
+
+bool route_expr_eval_itk(const struct route_expr *e, const struct itk_envelope *env,
+                         struct buf *why)
+{
+    if (!e || !env)
+        return false;
+    struct eval ev = { .e = e, .env = env };
+    return run(&ev, why);
 }

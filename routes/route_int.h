@@ -27,4 +27,16 @@ int route_transforms_compile_all(const struct config_route *r,
                                  route_report_fn report, void *ctx,
                                  struct route_error *first);
 
+/* The number of steps of a transform list (0: the route passes the
+ * message on unchanged). */
+size_t route_transforms_count(const struct route_transforms *t);
+
+/* Apply t to an ITK message (router_run_itk): its first step must be
+ * { convert = "itk-to-mdm"; }, which makes the MDM^T02 the other steps
+ * edit; any other first step is an error saying so. t has at least one
+ * step. Returns 0, or -1 with err (as route_transforms_apply). */
+struct itk_envelope;
+int route_transforms_apply_itk(const struct route_transforms *t, const struct itk_envelope *env,
+                               struct buf *out, struct route_error *err);
+
 #endif

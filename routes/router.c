@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "itk.h"
 #include "route.h"
 #include "objections.h"
 #include "route_int.h"
@@ -234,5 +235,53 @@ int router_run(const struct router *r, const char *source, const char *raw, size
     buf_free(&why);
     buf_free(&out);
     hl7_free(m);
+    return matched;
+}
+
+int router_run_itk(const struct router *r, const char *source, const struct itk_envelope *env,
+                   const char *raw, size_t len, route_result_fn fn, void *ctx)
+{
+    if (!env)
+        return -1;
+    int matched = 0;
+    struct buf why = { 0 }, out = { 0 };
+    for (size_t i = 0; i < r->n; i++) {
+        const struct compiled_route *c = &r->v[i];
+        struct route_result res = { .route = c->name, .accept_errors = c->accept_errors };
+        buf_reset(&why);
+        buf_reset(&out);
+        if (!takes_from(c, source)) {
+            res.verdict = ROUTE_NOT_FROM_SOURCE;
+        } else if (c->when && !route_expr_eval_itk(c->when, env, &why)) {
+            res.verdict = ROUTE_FILTERED;
+            res.why = why.len ? why.p : "the when expression is false";
+        } else if (route_transforms_count(c->tf) == 0) {
+            /* Untransformed: the request as received, the same bytes (so
+               ingest stores them once). */
+            res.verdict = ROUTE_MATCHED;
+            res.payload = raw ? raw : "";
+            res.payload_len = raw ? len : 0;
+            res.to = (const char *const *)c->to;
+            res.n_to = c->n_to;
+            matched++;
+        } else {
+            struct route_error err = { 0 };
+            if (route_transforms_apply_itk(c->tf, env, &out, &err)) {
+                res.verdict = ROUTE_ERROR;
+                buf_printf(&why, "%s: %s", err.setting, err.text);
+                res.why = why.len ? why.p : "transform failed";
+            } else {
+                res.verdict = ROUTE_MATCHED;
+                res.payload = out.p ? out.p : "";
+                res.payload_len = out.len;
+                res.to = (const char *const *)c->to;
+                res.n_to = c->n_to;
+                matched++;
+            }
+        }
+        fn(ctx, &res);
+    }
+    buf_free(&why);
+    buf_free(&out);
     return matched;
 }

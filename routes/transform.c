@@ -19,6 +19,7 @@
 #include <openssl/hmac.h>
 
 #include "config.h"
+#include "itk.h"
 #include "route.h"
 #include "route_int.h"
 
@@ -78,15 +79,18 @@ void route_err_set(struct route_error *err, const config_setting_t *at, const ch
 
 enum tf_kind {
     TF_SET, TF_COPY, TF_CLEAR, TF_DELETE_SEGMENT, TF_MAP, TF_PSEUDONYMISE,
-    TF_REDACT, TF_ENCODING, TF_DEPERSONALISE,
+    TF_REDACT, TF_ENCODING, TF_DEPERSONALISE, TF_CONVERT,
 };
+
+/* convert = "...": what a TF_CONVERT step does. */
+enum tf_convert { CV_NONE, CV_ITK_TO_MDM, CV_MDM_TO_ITK };
 
 /* What each action is called and which arguments it takes. */
 struct tf_spec {
     const char  *action;
     enum tf_kind kind;
     const char  *required;        /* an argument that must be given */
-    const char  *optional[2];     /* arguments that may be */
+    const char  *optional[9];     /* arguments that may be */
     const char  *example;
 };
 
@@ -105,11 +109,24 @@ static const struct tf_spec specs[] = {
     { "encoding", TF_ENCODING, NULL, { NULL, NULL }, "{ encoding = \"json\"; }" },
     { "depersonalise", TF_DEPERSONALISE, "key_file", { NULL, NULL },
       "{ depersonalise = \"research-v1\"; key_file = \"/etc/hl7broker/research.key\"; }" },
+    /* which arguments go with which conversion is checked in compile_convert */
+    { "convert", TF_CONVERT, NULL,
+      { "sending_app", "receiving_app", "sender_ods", "service", "profile_id", "interaction",
+        "address", "infack_requested", "ack_requested" },
+      "{ convert = \"itk-to-mdm\"; } or { convert = \"mdm-to-itk\"; sender_ods = \"R1H\"; }" },
 };
 #define N_SPECS (sizeof specs / sizeof specs[0])
 
 static const char *const arg_names[] = { "value", "from", "to", "when", "table", "default",
-                                         "key_file", "with", NULL };
+                                         "key_file", "with", "sending_app", "receiving_app",
+                                         "sender_ods", "service", "profile_id", "interaction",
+                                         "address", "infack_requested", "ack_requested", NULL };
+
+/* Arguments that are true or false rather than strings. */
+static bool is_bool_arg(const char *name)
+{
+    return strcmp(name, "infack_requested") == 0 || strcmp(name, "ack_requested") == 0;
+}
 
 /* The depersonalisation profile (README.md, Information governance). */
 #define DEPERSONALISE_PROFILE "research-v1"
@@ -129,7 +146,16 @@ struct tf {
     struct route_expr *when;         /* delete_segment */
     unsigned char     *key;          /* pseudonymise, depersonalise */
     size_t             key_len;
+    enum tf_convert    convert;      /* convert */
+    char              *cv[7];        /* its string arguments, by enum cv_arg */
+    bool               infack, ack;  /* mdm-to-itk's ack flags */
 };
+
+/* convert's string arguments, in the order of cv_args. */
+enum cv_arg { CA_SENDING_APP, CA_RECEIVING_APP, CA_SENDER_ODS, CA_SERVICE, CA_PROFILE_ID,
+              CA_INTERACTION, CA_ADDRESS, N_CA };
+static const char *const cv_args[N_CA] = { "sending_app", "receiving_app", "sender_ods",
+                                           "service", "profile_id", "interaction", "address" };
 
 struct route_transforms {
     char                       route[64];
@@ -143,6 +169,8 @@ static void tf_free(struct tf *t)
 {
     free(t->text);
     free(t->table);
+    for (size_t i = 0; i < N_CA; i++)
+        free(t->cv[i]);
     if (t->when)
         route_expr_free(t->when);
     if (t->key) {
@@ -208,17 +236,22 @@ static bool is_arg(const char *name)
 
 static bool spec_takes(const struct tf_spec *s, const char *arg)
 {
-    return (s->required && strcmp(s->required, arg) == 0)
-        || (s->optional[0] && strcmp(s->optional[0], arg) == 0)
-        || (s->optional[1] && strcmp(s->optional[1], arg) == 0);
+    if (s->required && strcmp(s->required, arg) == 0)
+        return true;
+    for (size_t i = 0; i < sizeof s->optional / sizeof *s->optional && s->optional[i]; i++)
+        if (strcmp(s->optional[i], arg) == 0)
+            return true;
+    return false;
 }
 
 static void spec_args(const struct tf_spec *s, char *out, size_t len)
 {
-    const char *a[3] = { s->required, s->optional[0], s->optional[1] };
+    const char *a[1 + sizeof s->optional / sizeof *s->optional] = { s->required };
+    for (size_t i = 0; i < sizeof s->optional / sizeof *s->optional; i++)
+        a[i + 1] = s->optional[i];
     size_t n = 0;
     out[0] = '\0';
-    for (int i = 0; i < 3; i++) {
+    for (size_t i = 0; i < sizeof a / sizeof *a; i++) {
         if (!a[i])
             continue;
         if (n < len)
@@ -365,9 +398,149 @@ static bool valid_seg_name(const char *s)
     return true;
 }
 
+/* An ODS organisation code: 1 to 16 letters and digits ("R1H", "F84003"). */
+static bool valid_ods(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 16)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
+              (s[i] >= '0' && s[i] <= '9')))
+            return false;
+    return true;
+}
+
+/* A URI as the envelope carries one: a scheme and a colon, no white space
+ * or control bytes, at most 1024 bytes. */
+static bool valid_uri(const char *s)
+{
+    size_t n = strlen(s);
+    const char *colon = strchr(s, ':');
+    if (n == 0 || n > 1024 || !colon || colon == s)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] <= 0x20 || s[i] == 0x7f)
+            return false;
+    return true;
+}
+
+/* An HL7 v2 name for MSH-3/MSH-5: no delimiters or control bytes. */
+static bool valid_app(const char *s)
+{
+    size_t n = strlen(s);
+    if (n > 227)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f || strchr("|^~\\&", s[i]))
+            return false;
+    return true;
+}
+
+/* { convert = "itk-to-mdm" | "mdm-to-itk"; ... } at transform[i] of
+ * n_steps: which arguments go with which, where the step may stand, and
+ * the values. */
+static void compile_convert(struct cctx *c, const config_setting_t *g,
+                            const config_setting_t *action, unsigned i, unsigned n_steps,
+                            struct tf *t)
+{
+    char setting[64];
+    const char *av = config_setting_get_string(action);
+    member_setting(setting, sizeof setting, i, "convert");
+    bool to_mdm = strcmp(av, "itk-to-mdm") == 0;
+    if (!to_mdm && strcmp(av, "mdm-to-itk") != 0) {
+        report(c, action, setting, 0, "'%s' is not a conversion: \"itk-to-mdm\" (an ITK "
+               "message to an HL7 v2 MDM^T02, the first transform) or \"mdm-to-itk\" (an "
+               "HL7 v2 MDM^T02/T04 to an ITK envelope, the last transform)", av);
+        return;
+    }
+    if (to_mdm && i != 0)
+        report(c, action, setting, 0, "itk-to-mdm turns the ITK message the route receives "
+               "into an MDM^T02, so it must be the first transform (it is transform[%u])", i);
+    if (!to_mdm && i + 1 != n_steps)
+        report(c, action, setting, 0, "mdm-to-itk writes the ITK envelope the destinations "
+               "receive, so it must be the last transform (%u follow%s it)", n_steps - i - 1,
+               n_steps - i - 1 == 1 ? "s" : "");
+    t->convert = to_mdm ? CV_ITK_TO_MDM : CV_MDM_TO_ITK;
+    const char *takes = to_mdm
+        ? "itk-to-mdm takes sending_app and receiving_app"
+        : "mdm-to-itk takes sender_ods, service, profile_id, interaction, address, "
+          "infack_requested and ack_requested";
+    int n = config_setting_length(g);
+    for (int k = 0; k < n; k++) {
+        const config_setting_t *m = config_setting_get_elem(g, (unsigned)k);
+        const char *name = config_setting_name(m);
+        if (strcmp(name, "convert") == 0 || !is_arg(name))
+            continue;
+        bool mdm_arg = strcmp(name, "sending_app") == 0 || strcmp(name, "receiving_app") == 0;
+        bool ok = to_mdm ? mdm_arg : !mdm_arg && spec_takes(spec_for("convert"), name);
+        member_setting(setting, sizeof setting, i, name);
+        if (!ok) {
+            report(c, m, setting, 0, "'%s' does not go with convert = \"%s\" (%s)", name, av,
+                   takes);
+            continue;
+        }
+        if (is_bool_arg(name)) {
+            if (config_setting_type(m) == CONFIG_TYPE_BOOL) {
+                bool v = config_setting_get_bool(m);
+                if (strcmp(name, "infack_requested") == 0)
+                    t->infack = v;
+                else
+                    t->ack = v;
+            }
+            continue;
+        }
+        if (config_setting_type(m) != CONFIG_TYPE_STRING)
+            continue;           /* already reported */
+        const char *v = config_setting_get_string(m);
+        size_t a = 0;
+        while (a < N_CA && strcmp(cv_args[a], name) != 0)
+            a++;
+        if (a == N_CA)
+            continue;
+        const char *bad = NULL;
+        switch ((enum cv_arg)a) {
+        case CA_SENDING_APP:
+        case CA_RECEIVING_APP:
+            if (!valid_app(v))
+                bad = "an HL7 v2 application name, without the delimiters | ^ ~ \\ & "
+                      "or control characters";
+            break;
+        case CA_SENDER_ODS:
+            if (!valid_ods(v))
+                bad = "an ODS organisation code: 1 to 16 letters and digits, like \"R1H\"";
+            break;
+        case CA_ADDRESS:
+            if (!valid_ods(v) && !valid_uri(v))
+                bad = "an ODS code (\"F84003\") or a URI (\"urn:nhs-uk:addressing:ods:"
+                      "F84003\")";
+            break;
+        case CA_SERVICE:
+        case CA_PROFILE_ID:
+        case CA_INTERACTION:
+            if (!valid_uri(v))
+                bad = "a URI, like \"urn:nhs-itk:services:201005:SendCDADocument-v2-0\"";
+            break;
+        case N_CA:
+            break;
+        }
+        if (bad) {
+            report(c, m, setting, 0, "'%s' is not %s", v, bad);
+            continue;
+        }
+        if (!(t->cv[a] = strdup(v)))
+            report(c, m, setting, 0, "out of memory");
+    }
+    if (!to_mdm && !config_setting_get_member(g, "sender_ods")) {
+        member_setting(setting, sizeof setting, i, "convert");
+        report(c, action, setting, 0, "mdm-to-itk needs sender_ods, the ODS code the envelope "
+               "is sent from, as in { convert = \"mdm-to-itk\"; sender_ods = \"R1H\"; }");
+    }
+}
+
 /* Compile group g (transform[i]) into t. Returns 0, or -1 when an error
  * was reported. */
-static int compile_one(struct cctx *c, const config_setting_t *g, unsigned i,
+static int compile_one(struct cctx *c, const config_setting_t *g, unsigned i, unsigned n_steps,
                        const struct route_tables *tables, struct tf *t,
                        int *encoding_at, bool *json)
 {
@@ -397,17 +570,20 @@ static int compile_one(struct cctx *c, const config_setting_t *g, unsigned i,
             }
         } else if (!is_arg(name)) {
             report(c, m, setting, 0, "unknown key '%s': a transform is one of set, copy, "
-                   "clear, delete_segment, map, pseudonymise, redact, encoding, with its "
-                   "arguments", name);
+                   "clear, delete_segment, map, pseudonymise, redact, encoding, convert, with "
+                   "its arguments", name);
             continue;
         }
-        if (config_setting_type(m) != CONFIG_TYPE_STRING)
+        if (is_bool_arg(name)) {
+            if (config_setting_type(m) != CONFIG_TYPE_BOOL)
+                report(c, m, setting, 0, "must be true or false (without quotes)");
+        } else if (config_setting_type(m) != CONFIG_TYPE_STRING)
             report(c, m, setting, 0, "must be a string, in double quotes");
     }
     if (!action) {
         snprintf(setting, sizeof setting, "transform[%u]", i);
         report(c, g, setting, 0, "no action: give one of set, copy, clear, delete_segment, "
-               "map, pseudonymise, redact, encoding, like { set = \"MSH-5\"; value = \"X\"; }");
+               "map, pseudonymise, redact, encoding, convert, like { set = \"MSH-5\"; value = \"X\"; }");
         return -1;
     }
     char takes[64];
@@ -415,7 +591,7 @@ static int compile_one(struct cctx *c, const config_setting_t *g, unsigned i,
     for (int k = 0; k < n; k++) {
         const config_setting_t *m = config_setting_get_elem(g, (unsigned)k);
         const char *name = config_setting_name(m);
-        if (is_arg(name) && !spec_takes(spec, name)) {
+        if (is_arg(name) && spec->kind != TF_CONVERT && !spec_takes(spec, name)) {
             member_setting(setting, sizeof setting, i, name);
             report(c, m, setting, 0, "'%s' does not go with %s (%s takes %s), as in %s",
                    name, spec->action, spec->action, takes, spec->example);
@@ -467,6 +643,9 @@ static int compile_one(struct cctx *c, const config_setting_t *g, unsigned i,
             report(c, action, setting, 0, "%s is a header segment and cannot be deleted", av);
         else
             memcpy(t->path.seg, av, 4);
+        break;
+    case TF_CONVERT:
+        compile_convert(c, g, action, i, n_steps, t);
         break;
     case TF_DEPERSONALISE:
         if (strcmp(av, DEPERSONALISE_PROFILE) != 0)
@@ -538,8 +717,14 @@ int route_transforms_compile_all(const struct config_route *r,
     int encoding_at = -1;
     for (unsigned i = 0; i < n; i++) {
         const config_setting_t *g = config_setting_get_elem(r->transform, i);
-        compile_one(&c, g, i, tables, &t->v[t->n], &encoding_at, &t->json);
+        compile_one(&c, g, i, n, tables, &t->v[t->n], &encoding_at, &t->json);
         t->n++;      /* kept even when wrong: freed with the rest */
+    }
+    if (!c.errors && n && t->v[n - 1].convert == CV_MDM_TO_ITK && encoding_at >= 0) {
+        const config_setting_t *g = config_setting_get_elem(r->transform, (unsigned)encoding_at);
+        report(&c, config_setting_get_member(g, "encoding"), t->v[encoding_at].setting, 0,
+               "an encoding does not go with mdm-to-itk (transform[%u]), which writes an ITK "
+               "envelope: leave the encoding out", n - 1);
     }
     if (c.errors) {
         route_transforms_free(t);
@@ -920,11 +1105,33 @@ static int apply_depersonalise(struct actx *a, struct hl7_msg *m)
     return 0;
 }
 
-int route_transforms_apply(const struct route_transforms *t, struct hl7_msg *m,
-                           struct buf *out, struct route_error *err)
+/* mdm-to-itk: m as a DistributionEnvelope into out. */
+static int apply_mdm_to_itk(struct actx *a, const struct hl7_msg *m, struct buf *out)
+{
+    const struct tf *tf = a->tf;
+    const struct mdm_itk_opts o = {
+        .service = tf->cv[CA_SERVICE], .profile_id = tf->cv[CA_PROFILE_ID],
+        .interaction = tf->cv[CA_INTERACTION], .sender_ods = tf->cv[CA_SENDER_ODS],
+        .address = tf->cv[CA_ADDRESS], .infack_requested = tf->infack,
+        .ack_requested = tf->ack,
+    };
+    char why[256] = "";
+    size_t before = out->len;
+    if (mdm_to_itk(m, &o, out, why, sizeof why)) {
+        out->len = before;
+        if (out->p)
+            out->p[before] = '\0';
+        return fail(a, "mdm-to-itk: %s", why[0] ? why : "cannot make the ITK envelope");
+    }
+    return 0;
+}
+
+/* Steps from..n on m, then the output into out. */
+static int apply_from(const struct route_transforms *t, size_t from, struct hl7_msg *m,
+                      struct buf *out, struct route_error *err)
 {
     struct actx a = { .t = t, .err = err };
-    for (size_t i = 0; i < t->n; i++) {
+    for (size_t i = from; i < t->n; i++) {
         const struct tf *tf = a.tf = &t->v[i];
         int rc = 0;
         bool field_only = !tf->path.rep && !tf->path.comp;
@@ -957,6 +1164,14 @@ int route_transforms_apply(const struct route_transforms *t, struct hl7_msg *m,
             break;
         case TF_ENCODING:
             break;
+        case TF_CONVERT:
+            if (tf->convert == CV_ITK_TO_MDM)
+                rc = fail(&a, "itk-to-mdm takes an ITK message, and this one is HL7 v2: "
+                          "leave the step out (an HL7 v2 message is edited as it is), or "
+                          "take this route's messages from an itk source only");
+            else
+                return apply_mdm_to_itk(&a, m, out);      /* the last step */
+            break;
         }
         if (rc)
             return -1;
@@ -967,6 +1182,52 @@ int route_transforms_apply(const struct route_transforms *t, struct hl7_msg *m,
         return fail(&a, "out of memory writing the %s output", t->json ? "JSON" : "ER7");
     }
     return 0;
+}
+
+int route_transforms_apply(const struct route_transforms *t, struct hl7_msg *m,
+                           struct buf *out, struct route_error *err)
+{
+    return apply_from(t, 0, m, out, err);
+}
+
+size_t route_transforms_count(const struct route_transforms *t)
+{
+    return t ? t->n : 0;
+}
+
+int route_transforms_apply_itk(const struct route_transforms *t, const struct itk_envelope *env,
+                               struct buf *out, struct route_error *err)
+{
+    struct actx a = { .t = t, .err = err };
+    if (!t->n) {
+        a.tf = &(struct tf){ .setting = "transform" };
+        return fail(&a, "internal: no transforms to apply");
+    }
+    a.tf = &t->v[0];
+    if (t->v[0].convert != CV_ITK_TO_MDM) {
+        const char *dot = strchr(t->v[0].setting, '.');
+        return fail(&a, "this message is ITK and %s edits HL7 v2: begin the transforms with "
+                    "{ convert = \"itk-to-mdm\"; } to edit the MDM^T02 it makes (or leave "
+                    "the transforms out to pass the ITK message on as it is)",
+                    dot ? dot + 1 : "this step");
+    }
+    const struct itk_mdm_opts o = { .sending_app = t->v[0].cv[CA_SENDING_APP],
+                                    .receiving_app = t->v[0].cv[CA_RECEIVING_APP] };
+    struct buf mdm = { 0 };
+    struct hl7_msg *m = NULL;
+    struct hl7_error he = { 0 };
+    char why[256] = "";
+    int rc = -1;
+    if (itk_to_mdm(env, &o, &mdm, why, sizeof why))
+        fail(&a, "itk-to-mdm: %s", why[0] ? why : "cannot make the MDM^T02");
+    else if (hl7_parse(mdm.p ? mdm.p : "", mdm.len,
+                       &(struct hl7_parse_opts){ .max_bytes = HL7_HARD_MAX }, &m, &he))
+        fail(&a, "itk-to-mdm: the MDM^T02 made does not parse: %s", he.text);
+    else
+        rc = apply_from(t, 1, m, out, err);
+    hl7_free(m);
+    buf_free(&mdm);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- JSON */

@@ -52,6 +52,18 @@ check bad_routes route-test -c "$R/bad_routes.conf" "$S/adt_a01.hl7"
 check bad_config route-test -c test/data/config/bad_refs.conf "$S/adt_a01.hl7"
 check unknown_source route-test -c "$R/routes.conf" --source nowhere "$S/adt_a01.hl7"
 check no_config route-test "$S/adt_a01.hl7"
+# ITK requests (test/data/routes/itk.conf): the metadata read, a route on
+# itk.service and itk.address, objected(cda.nhs_number, 'research') with
+# an objections file listing 9990000018, itk-to-mdm output shown, an HL7 v2
+# step first refused; an envelope that is not valid; mdm-to-itk on a letter
+I=$R/itk.conf
+check itk_summary route-test -c "$I" --source epr "$S/itk/discharge_summary_soap.xml"
+check itk_addresses route-test -c "$I" --source epr --route summaries-to-gp "$R/itk_three_addresses.xml"
+check itk_objected route-test -c "$I" --route research "$S/itk/discharge_summary_soap.xml"
+check itk_raw route-test -c "$I" --route summaries-to-gp --raw "$S/itk/discharge_summary_soap.xml"
+check itk_bad route-test -c "$I" "$S/itk/bad_manifest_mismatch.xml"
+check itk_letter route-test -c "$I" --source pas --route letters-to-itk "$S/mdm_t02_letter.hl7"
+check itk_bad_convert route-test -c "$R/bad_itk_transforms.conf" "$S/itk/discharge_summary_soap.xml"
 
 # standard input is a file like any other
 "$CTL" route-test -c "$R/routes.conf" --source pas --route adt-to-hie --raw - \

@@ -4,10 +4,12 @@
  * be). Checks: a compile error names a column within the text (or just
  * past its end) and reads "column N: TEXT"; a compiled expression
  * evaluates on fixed messages without failing, gives the same answer with
- * and without a reason asked for, and leaves a reason exactly when false.
+ * and without a reason asked for, and leaves a reason exactly when false;
+ * the same on a fixed ITK envelope (metadata paths, two addresses).
  */
 #include "fuzz.h"
 
+#include "itk.h"
 #include "route.h"
 
 /* `make fuzz` links the codec sources only (FUZZ_LIB_SRC in the Makefile):
@@ -27,6 +29,22 @@ static const char *const messages[] = {
 };
 
 static struct hl7_msg *msgs[sizeof messages / sizeof *messages];
+
+/* An ITK envelope as itk_parse would give it (built by hand: this target
+ * does not link libxml2). */
+static char *addresses[] = { (char *)"urn:nhs-uk:addressing:ods:F84003",
+                             (char *)"https://care.example.org/itk" };
+static char *address_ods[] = { (char *)"F84003", NULL };
+static struct itk_payload payload = { .id = (char *)"uuid_1", .mimetype = (char *)"text/xml",
+                                      .nhs_number = (char *)"9990000018" };
+static const struct itk_envelope env = {
+    .service = (char *)"urn:nhs-itk:services:201005:SendCDADocument-v2-0",
+    .tracking_id = (char *)"7D5B2A90-1C44-4F7B-8D3E-222222222222",
+    .sender = (char *)"urn:nhs-uk:addressing:ods:R1H", .sender_ods = (char *)"R1H",
+    .addresses = addresses, .address_ods = address_ods, .n_addresses = 2,
+    .profile = (char *)"urn:nhs-en:profile:eDischargeInpatientDischargeSummaryDocument-v1-0",
+    .payloads = &payload, .n_payloads = 1,
+};
 static struct route_tables tables;
 static struct table site_codes = { .name = (char *)"site-codes" };
 
@@ -79,6 +97,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(r ? why.len == 0 : why.len > 0);
         buf_free(&why);
     }
+    struct buf why = {0};
+    bool r = route_expr_eval_itk(e, &env, &why);
+    CHECK(route_expr_eval_itk(e, &env, NULL) == r);
+    CHECK(r ? why.len == 0 : why.len > 0);
+    buf_free(&why);
     route_expr_free(e);
     free(text);
     return 0;

@@ -169,7 +169,7 @@ else fail "starts and runs" "$log"; fi
 
 ok=1
 grep -q "level=info component=daemon msg=starting version=$version pid=$pid config=$conf\$" "$log" || ok=0
-grep -q "component=config msg=source name=local-mllp type=mllp listen=127.0.0.1:$port allow=127.0.0.1/32,::1/128 commit_ack=false tls=off\$" "$log" || ok=0
+grep -q "component=config msg=source name=local-mllp type=mllp check_nhs_number=false listen=127.0.0.1:$port allow=127.0.0.1/32,::1/128 commit_ack=false tls=off\$" "$log" || ok=0
 grep -q "component=config msg=destination name=local-file type=file paused=false directory=$tmp/out\$" "$log" || ok=0
 grep -q "component=config msg=route name=everything-to-file from=local-mllp transform=0 to=local-file\$" "$log" || ok=0
 grep -q "component=config msg=table name=site-codes file=conf/tables/site-codes.csv\$" "$log" || ok=0
@@ -218,8 +218,8 @@ if wait_for "$log" "$from" 'msg="config reloaded"' 10; then
     tail -n "+$from" "$log" >"$tmp/hup2"
     ok=1
     grep -q "component=config msg=reloading file=$conf signal=SIGHUP" "$tmp/hup2" || ok=0
-    grep -q "msg=source name=second-mllp type=mllp listen=127.0.0.1:$port2 " "$tmp/hup2" || ok=0
-    grep -q "msg=source name=local-mllp type=mllp listen=127.0.0.1:$port " "$tmp/hup2" || ok=0
+    grep -q "msg=source name=second-mllp type=mllp check_nhs_number=false listen=127.0.0.1:$port2 " "$tmp/hup2" || ok=0
+    grep -q "msg=source name=local-mllp type=mllp check_nhs_number=false listen=127.0.0.1:$port " "$tmp/hup2" || ok=0
     grep -q "msg=\"config reloaded\" file=$conf sources=2 destinations=1 routes=1 tables=1\$" "$tmp/hup2" || ok=0
     grep -q 'level=error' "$tmp/hup2" && ok=0
     if [ $ok -eq 1 ] && ! gone "$pid"; then pass "SIGHUP with a valid changed file applies it and logs the new summary"

@@ -478,7 +478,8 @@ static void test_summary(void **state)
     char *text = read_all(f);
     fclose(f);
     assert_non_null(strstr(text, " level=info component=config msg=source name=local-mllp "
-                                 "type=mllp listen=127.0.0.1:2575 allow=127.0.0.1/32,::1/128 "
+                                 "type=mllp check_nhs_number=false listen=127.0.0.1:2575 "
+                                 "allow=127.0.0.1/32,::1/128 "
                                  "commit_ack=false tls=off\n"));
     assert_non_null(strstr(text, "msg=destination name=local-file type=file paused=false "
                                  "directory=var/out\n"));

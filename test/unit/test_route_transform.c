@@ -394,9 +394,9 @@ static void test_compile_errors(void **state)
     static const char *const want[] = {
         BAD ":10: route unknown-key: setting transform[0].colour: unknown key 'colour': a "
             "transform is one of set, copy, clear, delete_segment, map, pseudonymise, redact, "
-            "encoding, with its arguments",
+            "encoding, convert, with its arguments",
         BAD ":12: route no-action: setting transform[0]: no action: give one of set, copy, "
-            "clear, delete_segment, map, pseudonymise, redact, encoding, like { set = "
+            "clear, delete_segment, map, pseudonymise, redact, encoding, convert, like { set = "
             "\"MSH-5\"; value = \"X\"; }",
         BAD ":14: route two-actions: setting transform[0].clear: a second action in one "
             "transform (the first is set): give each its own group, like { clear = "

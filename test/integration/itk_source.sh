@@ -271,7 +271,7 @@ for i in range(60):
         mode = i % 3
         s.sendall(head + (body[: len(body) // 2] if mode == 2 else body))
         if mode == 0:
-            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sent += 1
         s.close()
     except OSError as e:

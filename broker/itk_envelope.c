@@ -17,6 +17,7 @@
 #include <openssl/evp.h>
 
 #include "itk.h"
+#include "itk_int.h"
 
 #define SOAP11_NS "http://schemas.xmlsoap.org/soap/envelope/"
 #define WSA_NS    "http://www.w3.org/2005/08/addressing"
@@ -175,6 +176,11 @@ static int read_xml(const char *bytes, size_t len, unsigned max_depth,
             size_t n = strlen(text);
             while (n && (text[n - 1] == '\n' || text[n - 1] == ' '))
                 text[--n] = '\0';
+            /* Some messages run on over lines ("...encoding !\nBytes:"):
+             * one line, for logs and fault texts. */
+            for (size_t i = 0; i < n; i++)
+                if ((unsigned char)text[i] < 0x20)
+                    text[i] = ' ';
             line = e->line;
         }
         rc = fail(err, ITK_E_XML, "not well-formed XML at line %d: %s",
@@ -344,7 +350,10 @@ out:
 }
 
 /* Serialise element el as a document of its own, so the namespaces it
- * inherits are declared on it. */
+ * inherits are declared on it: the deep copy declares on the copy's root
+ * each namespace used below but declared above el. (xmlReconciliateNs is
+ * not used: it re-declares a default namespace declared inside the copy
+ * as a new "default:" prefix on the root, rewriting every element name.) */
 static int dump_element(const xmlNode *el, unsigned char **out, size_t *len)
 {
     int rc = ITK_E_NOMEM;
@@ -356,7 +365,6 @@ static int dump_element(const xmlNode *el, unsigned char **out, size_t *len)
     if (!copy)
         goto out;
     xmlDocSetRootElement(d, copy);
-    xmlReconciliateNs(d, copy);
     if (xmlNodeDump(b, d, copy, 0, 0) < 0)
         goto out;
     size_t n = (size_t)xmlBufferLength(b);
@@ -491,6 +499,7 @@ void itk_free(struct itk_envelope *e)
         free(p->nhs_number);
     }
     free(e->payloads);
+    free(e->distribution_xml);
     free(e);
 }
 
@@ -765,16 +774,14 @@ static xmlNode *find_envelope(xmlDocPtr doc, struct itk_envelope *e,
     return child(body, ITK_NS, "DistributionEnvelope");
 }
 
-int itk_parse(const char *bytes, size_t len, const struct itk_limits *lim,
-              struct itk_envelope **out, struct itk_error *err)
+int itk_xml_read(const char *bytes, size_t len, size_t max_bytes,
+                 unsigned max_depth, xmlDocPtr *doc, struct itk_error *err)
 {
-    *out = NULL;
-    if (err)
-        *err = (struct itk_error){0};
-    size_t max_bytes = lim && lim->max_bytes ? lim->max_bytes
-                                             : ITK_DEFAULT_MAX_BYTES;
-    unsigned max_depth = lim && lim->max_depth ? lim->max_depth
-                                               : ITK_DEFAULT_MAX_DEPTH;
+    *doc = NULL;
+    if (!max_bytes)
+        max_bytes = ITK_DEFAULT_MAX_BYTES;
+    if (!max_depth)
+        max_depth = ITK_DEFAULT_MAX_DEPTH;
     if (max_bytes > INT_MAX)
         max_bytes = INT_MAX;
     if (max_depth >= LIBXML_DEPTH)
@@ -786,9 +793,18 @@ int itk_parse(const char *bytes, size_t len, const struct itk_limits *lim,
     if (len == 0)
         return fail(err, ITK_E_XML, "the request is empty");
     pthread_once(&init_once, init_libxml);
+    return read_xml(bytes, len, max_depth, doc, err);
+}
 
+int itk_parse(const char *bytes, size_t len, const struct itk_limits *lim,
+              struct itk_envelope **out, struct itk_error *err)
+{
+    *out = NULL;
+    if (err)
+        *err = (struct itk_error){0};
     xmlDocPtr doc;
-    int rc = read_xml(bytes, len, max_depth, &doc, err);
+    int rc = itk_xml_read(bytes, len, lim ? lim->max_bytes : 0,
+                          lim ? lim->max_depth : 0, &doc, err);
     if (rc)
         return rc;
     struct itk_envelope *e = calloc(1, sizeof *e);
@@ -815,6 +831,12 @@ int itk_parse(const char *bytes, size_t len, const struct itk_limits *lim,
     if ((rc = read_header(e, hdr, err)) || (rc = read_manifest(e, hdr, err)) ||
         (rc = read_payloads(e, de, err)))
         goto out;
+    unsigned char *dx = NULL;
+    if (dump_element(de, &dx, &e->distribution_len)) {
+        rc = fail(err, ITK_E_NOMEM, "out of memory");
+        goto out;
+    }
+    e->distribution_xml = (char *)dx;
     *out = e;
     e = NULL;
 out:

@@ -158,9 +158,9 @@ post 2
 until_true 10 at_least 3   # the first try and at least one retry
 check "letter 2: 503 is retried" $? "$log"
 mode ok
-n=$(requests)
+before=$(requests)
 sleep 0.5
-until_true 10 at_least $((n + 1))
+until_true 10 at_least $((before + 1))
 sleep 0.5   # delivered: no more tries
 last=$(requests)
 ok=0
@@ -178,9 +178,9 @@ check "the 503 is logged with the URL and status" $? "$log"
 
 # ------------------------------------------------------------- no answer, then OK
 mode nothing
-n=$(requests)
+before=$(requests)
 post 3
-until_true 10 at_least $((n + 2))
+until_true 10 at_least $((before + 2))
 check "letter 3: no answer within ack_timeout_ms is retried" $? "$log"
 mode ok
 get /api/v1/destinations/gp/queue
@@ -190,14 +190,14 @@ check "letter 3: delivered once the receiver answers" $? "$tmp/body"
 
 # ------------------------------------------------------------- SOAP fault
 mode fault
-n=$(requests)
+before=$(requests)
 post 4
 until_true 10 dead_n 2
 check "letter 4: a SOAP fault is dead-lettered" $? "$tmp/body"
 js '"SOAP fault 2010" in j["items"][1]["error"] and "Patient not registered at this practice" in j["items"][1]["error"]'
 check "the dead letter keeps the fault's ErrorCode and ErrorText" $? "$tmp/body"
 sleep 0.5
-[ "$(requests)" -eq $((n + 1)) ]
+[ "$(requests)" -eq $((before + 1)) ]
 check "a fault is not retried (one request)" $? "$log"
 
 # ------------------------------------------------------------- after

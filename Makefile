@@ -165,17 +165,20 @@ bench: deps
 # $(FUZZ_BUILD)/<target>-crash-*; the other targets still run. A target's
 # dictionary is test/fuzz/<target>.dict when there is one, else hl7.dict.
 FUZZ_BUILD := build/fuzz
-# The targets exercise the codec only: linking the whole library would tie
-# them to every module (and its link flags) for nothing.
-FUZZ_LIB_SRC := broker/buf.c $(filter broker/hl7.c broker/hl7_%.c,$(LIB_SRC))
+# The targets link against the whole library, built once by clang with
+# the fuzzer's coverage instrumentation and the sanitizers in a tree of its
+# own; the linker takes from it only what each target uses.
+FUZZ_LIB_SAN := fuzzer-no-link,address,undefined
+FUZZ_LIB := build/san-$(subst $(comma),-,$(FUZZ_LIB_SAN))/libhl7broker.a
 fuzz: deps deps-fuzz
 	@mkdir -p $(FUZZ_BUILD)
+	$(MAKE) CC=clang SANITIZER=$(FUZZ_LIB_SAN) $(FUZZ_LIB)
 	@set -e; for t in $(FUZZ_NAMES); do \
 	  echo "fuzz: building $$t"; \
 	  clang -std=c11 -D_GNU_SOURCE -O1 -g -Iinclude $(PKG_CFLAGS) \
 	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	    -o $(FUZZ_BUILD)/$$t \
-	    test/fuzz/$$t.c $(FUZZ_LIB_SRC) $(PKG_LIBS); \
+	    test/fuzz/$$t.c $(FUZZ_LIB) $(PKG_LIBS); \
 	done
 	@fail=""; for t in $(FUZZ_NAMES); do \
 	  mkdir -p test/fuzz/corpus/$$t $(FUZZ_BUILD)/new/$$t; \

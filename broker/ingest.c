@@ -913,6 +913,9 @@ static int write_item(struct ingest *in, struct store_txn *t, struct item *it)
             it->id = id;
             buf_reset(&it->ack);
             rc = buf_append(&it->ack, stored, stored_len) ? STORE_E_NOMEM : 0;
+            /* an ITK answer replayed: a fault (9100) stays a fault */
+            if (it->itk)
+                it->fault = !memmem(stored, stored_len, "SimpleMessageResponse", 21);
             free(stored);
             if (rc)
                 return rc;

@@ -21,7 +21,9 @@
 #include "buf.h"
 #include "ingest.h"
 #include "itk.h"
+#include "config.h"
 #include "log.h"
+#include "route.h"
 #include "store.h"
 
 #define GOOD "../shared/samples/itk/discharge_summary_soap.xml"
@@ -289,6 +291,64 @@ static void test_oversize(void **state)
     free(raw);
 }
 
+/* Routed: the letter and its infrastructure ack each reach their
+ * destination in the request's own transaction; a route whose transform
+ * fails on the letter makes the answer fault 9100 (stored, not
+ * delivered), the ack says Failure, and a resend gets the fault again. */
+static void test_routed(void **state)
+{
+    struct fixture *f = *state;
+    struct config cfg;
+    struct config_errors errs = { 0 };
+    assert_int_equal(config_load("test/data/routes/itk_ingest.conf", &cfg, &errs), CONFIG_OK);
+    struct router *r = router_new(&cfg, NULL, NULL);
+    assert_non_null(r);
+    ingest_set_router(f->in, r);
+    assert_int_equal(ingest_set_ods_code(f->in, cfg.broker.ods_code), 0);
+
+    submit_file(f, GOOD, NULL);
+    run_loop(f);
+    assert_int_equal(f->r[0].outcome, INGEST_ACCEPTED);
+    assert_false(f->r[0].fault);
+    assert_int_equal(count(f, "messages"), 2);     /* the letter, its ack */
+    assert_int_equal(count(f, "outbox"), 2);       /* one to gp, one to acks */
+    assert_int_equal(count(f, "payloads"), 2);
+
+    /* addressed to F84099: the HL7 step cannot edit ITK */
+    size_t len;
+    char *raw = slurp(GOOD, &len);
+    char *a = strstr(raw, "ods:F84003");
+    memcpy(a + 4, "F84099", 6);
+    char *t = strstr(raw, "222222222222\"");
+    memcpy(t, "333333333333", 12);
+    submit(f, raw, len, NULL);
+    run_loop(f);
+    submit(f, raw, len, NULL);
+    run_loop(f);
+    assert_int_equal(f->n, 3);
+    assert_int_equal(f->r[1].outcome, INGEST_ACCEPTED);
+    assert_true(f->r[1].fault);
+    assert_non_null(strstr(f->r[1].ack.p, "9100"));
+    assert_non_null(strstr(f->r[1].ack.p, "itk-to-mdm"));
+    assert_int_equal(f->r[2].outcome, INGEST_DUPLICATE);
+    assert_true(f->r[2].fault);                     /* replayed as it was */
+    assert_string_equal(f->r[2].ack.p, f->r[1].ack.p);
+    assert_int_equal(count(f, "messages"), 4);
+    assert_int_equal(count(f, "outbox"), 3);        /* only its ack is queued */
+    struct store_msg m;
+    void *owner;
+    assert_int_equal(store_get_message(f->store, 3, &m, &owner), 0);
+    assert_int_equal(m.state, STORE_MSG_ERROR);
+    free(owner);
+    assert_int_equal(store_get_message(f->store, 4, &m, &owner), 0);
+    assert_non_null(memmem(m.raw, m.raw_len, "Failure", 7));
+    free(owner);
+    free(raw);
+    ingest_set_router(f->in, NULL);
+    router_free(r);
+    config_free(&cfg);
+}
+
 int main(void)
 {
     log_set_level(LOG_LEVEL_ERROR);
@@ -298,6 +358,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_infack, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nhs_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oversize, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_routed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

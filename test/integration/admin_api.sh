@@ -62,17 +62,6 @@ receive() {
 }
 # count_in FILE ID: lines equal to ID
 count_in() { grep -cx -- "$2" "$1" 2>/dev/null || true; }
-# until_true SECONDS CMD...: poll CMD every 0.1 s
-until_true() {
-    t=$1; shift
-    n=0
-    while [ "$n" -lt $((t * 10)) ]; do
-        "$@" && return 0
-        sleep 0.1
-        n=$((n + 1))
-    done
-    return 1
-}
 
 : >"$tmp/received"
 receive

@@ -76,17 +76,6 @@ post() {
 mode() { printf '%s\n' "$1" >"$rdir/mode"; }
 # requests: how many the receiver got so far
 requests() { ls "$rdir" | grep -c '^req-[0-9]*\.xml$'; }
-# until_true SECONDS CMD...: poll CMD every 0.1 s
-until_true() {
-    t=$1; shift
-    n=0
-    while [ "$n" -lt $((t * 10)) ]; do
-        "$@" && return 0
-        sleep 0.1
-        n=$((n + 1))
-    done
-    return 1
-}
 at_least() { [ "$(requests)" -ge "$1" ]; }
 # field N NAME: a header field of the receiver's request N
 field() { $ITKPEER show "$rdir/req-$1.xml" | sed -n "s/^$2=//p"; }

@@ -110,6 +110,20 @@ wait_for() {
     return 1
 }
 
+# until_true SECONDS CMD...: poll CMD every 0.1 s until it succeeds (0) or
+# SECONDS pass (1). CMD sees the variables it sets (no subshell); n and t
+# are this function's.
+until_true() {
+    t=$1; shift
+    n=0
+    while [ "$n" -lt $((t * 10)) ]; do
+        "$@" && return 0
+        sleep 0.1
+        n=$((n + 1))
+    done
+    return 1
+}
+
 # start_daemon CONF LOG PORT...: start hl7brokerd (pid in $dpid) and wait
 # until it logs "running" and every PORT accepts connections.
 start_daemon() {

@@ -1,5 +1,5 @@
-"""itk_peer.py: a downstream ITK receiver for test/integration/itk_dest.sh,
-and a reader of what it received.
+"""itk_peer.py: a downstream ITK receiver for test/integration/itk_dest.sh
+and itk_letters.sh, and a reader of what it received.
 
 usage: itk_peer.py COMMAND ARGS...   (python3, standard library only)
   serve PORT DIR [CERT KEY CA]  listen on 127.0.0.1:PORT (https with CERT and
@@ -20,12 +20,22 @@ usage: itk_peer.py COMMAND ARGS...   (python3, standard library only)
                                 request, one "Name=value" a line: MessageID,
                                 Action, To, From, and SOAPAction from its
                                 .headers file
+  envelope FILE                 the DistributionEnvelope of a recorded request
+                                (or a bare one), one "Name=value" a line:
+                                Service, TrackingId, Sender, Address (one
+                                line per address), Payloads (their count)
+  payload FILE OUT              write the bytes of the first payload of the
+                                DistributionEnvelope in FILE to OUT: base64
+                                decoded when its manifest item says
+                                base64="true", an XML element serialised on
+                                its own (ElementTree), else its text
   same-envelope A B             exit 0 when the DistributionEnvelope in A
                                 (a SOAP request or a bare envelope) is the
                                 same XML as the one in B (canonical form,
                                 C14N 2.0), 1 with the difference otherwise
 Every socket has a timeout; nothing waits for ever.
 """
+import base64
 import http.server
 import os
 import socket
@@ -185,6 +195,36 @@ def envelope(fname):
     return de
 
 
+def cmd_envelope(fname):
+    de = envelope(fname)
+    h = de.find("{%s}header" % ITK)
+    h = h if h is not None else ET.Element("none")
+    print("Service=%s" % h.get("service", ""))
+    print("TrackingId=%s" % h.get("trackingid", ""))
+    s = h.find("{%s}senderAddress" % ITK)
+    print("Sender=%s" % (s.get("uri", "") if s is not None else ""))
+    for a in h.findall("{%s}addresslist/{%s}address" % (ITK, ITK)):
+        print("Address=%s" % a.get("uri", ""))
+    print("Payloads=%d" % len(de.findall("{%s}payloads/{%s}payload" % (ITK, ITK))))
+
+
+def cmd_payload(fname, out):
+    de = envelope(fname)
+    p = de.find("{%s}payloads/{%s}payload" % (ITK, ITK))
+    if p is None:
+        raise SystemExit("%s: no payload" % fname)
+    item = next((m for m in de.iter("{%s}manifestitem" % ITK) if m.get("id") == p.get("id")), None)
+    if item is not None and item.get("base64") == "true":
+        data = base64.b64decode("".join((p.text or "").split()), validate=True)
+    elif len(p):
+        data = ET.tostring(p[0])
+    else:
+        data = (p.text or "").encode()
+    with open(out, "wb") as f:
+        f.write(data)
+    return 0
+
+
 def canon(e):
     return ET.canonicalize(ET.tostring(e, encoding="unicode"), strip_text=True)
 
@@ -210,6 +250,11 @@ def main(argv):
     if cmd == "show" and len(args) == 1:
         cmd_show(args[0])
         return 0
+    if cmd == "envelope" and len(args) == 1:
+        cmd_envelope(args[0])
+        return 0
+    if cmd == "payload" and len(args) == 2:
+        return cmd_payload(*args)
     if cmd == "same-envelope" and len(args) == 2:
         return cmd_same_envelope(*args)
     print(__doc__, file=sys.stderr)

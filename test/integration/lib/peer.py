@@ -25,6 +25,9 @@ usage: peer.py COMMAND ARGS...   (python3, standard library only)
                                   (a commit ACK and no HL7 ACK, then close), ae (AE),
                                   wrongid (AA for another MSA-2), once (AA, then
                                   closes the connection after each message)
+  receive PORT LOG [MODE [DIR]]   an MLLP subscriber until killed: each frame's
+                                  MSH-10 appended to LOG; with DIR each frame
+                                  kept whole as DIR/frame-<n>.hl7 (cmd_receive)
   store-ids DATA_DIR              every stored message as "SOURCE CONTROL_ID
                                   TLS_SUBJECT" (the subject "-" when none)
   store-errors DATA_DIR           every error record as "SOURCE ACK_CODE REASON"
@@ -330,17 +333,19 @@ def cmd_store_errors(data_dir):
     return 0
 
 
-def cmd_receive(port, logfile, mode="aa"):
+def cmd_receive(port, logfile, mode="aa", framedir=None):
     """A subscriber: answers each frame and appends its MSH-10 to logfile
     (one per line, as received). Modes: aa (answer AA), drop3 (close the
     connection without an answer on every third frame received, so the
-    sender must retry), ae3 (answer AE on every third frame)."""
+    sender must retry), ae3 (answer AE on every third frame). With
+    framedir, each frame answered AA is also written whole, byte for byte,
+    to framedir/frame-<n>.hl7 (n from 1, in order)."""
     ls = socket.socket()
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind(("127.0.0.1", int(port)))
     ls.listen(16)
     print("listening", flush=True)
-    n = 0
+    n = kept = 0
     with open(logfile, "ab", buffering=0) as log:
         while True:
             s, _ = ls.accept()
@@ -357,6 +362,12 @@ def cmd_receive(port, logfile, mode="aa"):
                     if mode == "ae3" and n % 3 == 0:
                         s.sendall(VT + ack(frame, b"AE") + FS + CR)
                         continue
+                    if framedir:
+                        kept += 1
+                        dst = os.path.join(framedir, "frame-%d.hl7" % kept)
+                        with open(dst + ".tmp", "wb") as f:
+                            f.write(frame)
+                        os.rename(dst + ".tmp", dst)
                     log.write(ctrl + b"\n")
                     s.sendall(VT + ack(frame, b"AA") + FS + CR)
             except ConnectionError:

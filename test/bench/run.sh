@@ -79,4 +79,6 @@ if [ -n "${INGEST_BUILD:-}" ]; then
     sh "$here/delivery.sh" "$INGEST_BUILD"
     echo
     sh "$here/prune.sh" "$INGEST_BUILD"
+    echo
+    sh "$here/itk.sh" "$INGEST_BUILD"
 fi

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ingest.h"
+
 struct http_url {
     bool     tls;          /* https */
     char     host[256];    /* without brackets for IPv6 */
@@ -115,11 +117,29 @@ void http_srv_conn_hold(struct http_srv_conn *c, struct evhttp_request *req);
 void http_srv_conn_unhold(struct http_srv_conn *c);
 struct evhttp_request *http_srv_conn_resume(struct http_srv_conn *c, struct http_server **s);
 
-/* The source role (http_source.c); the type's table in http_dest.c
- * dispatches to these when a->role is ADAPTER_SOURCE. The source keeps
- * its state in memory of its own: a->state holds a pointer to it. */
+/* Is the media type of a Content-Type value (before any ';', blanks
+ * trimmed, case ignored) one of ok (NULL-terminated)? NULL ct: no. */
+bool http_media_type_in(const char *ct, const char *const *ok);
+
+/* A source on http_server.c (the http and itk types): what its handler
+ * needs. a->state holds a pointer to it. */
 struct adapter;
-struct adapter_stats;
+struct http_src {
+    struct ingest       *ingest;
+    char                *name;
+    struct ingest_policy policy;
+    struct http_server  *srv;
+};
+
+/* Make a's source state (a->state then points to it), with policy, and
+ * its server from so (so->ctx becomes the state). Returns it, or NULL
+ * with err filled (http_src_stop frees what was made). */
+struct http_src *http_src_new(struct adapter *a, const struct ingest_policy *policy,
+                              struct http_server_opts *so, char *err, size_t errlen);
+
+/* The source role's lifecycle, the same for both types (their tables
+ * dispatch here when a->role is ADAPTER_SOURCE); configure is each
+ * type's: http_src_configure (http_source.c), itk_src_configure. */
 int  http_src_configure(struct adapter *a, char *err, size_t errlen);
 int  http_src_start(struct adapter *a, char *err, size_t errlen);
 void http_src_drain(struct adapter *a);

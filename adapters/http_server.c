@@ -714,3 +714,79 @@ void http_server_stats(const struct http_server *s, struct adapter_stats *out)
         out->connections_open = s->n_open;
     }
 }
+
+/* ------------------------------------------------ what sources share */
+
+bool http_media_type_in(const char *ct, const char *const *ok)
+{
+    if (!ct)
+        return false;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    size_t n = strcspn(ct, ";");
+    while (n && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
+        n--;
+    for (size_t i = 0; ok[i]; i++)
+        if (strlen(ok[i]) == n && strncasecmp(ct, ok[i], n) == 0)
+            return true;
+    return false;
+}
+
+static struct http_src *src_of(const struct adapter *a)
+{
+    return *(struct http_src **)a->state;
+}
+
+struct http_src *http_src_new(struct adapter *a, const struct ingest_policy *policy,
+                              struct http_server_opts *so, char *err, size_t errlen)
+{
+    struct http_src *s = calloc(1, sizeof *s);
+    if (!s || !(s->name = strdup(a->name))) {
+        free(s);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    *(struct http_src **)a->state = s;
+    s->ingest = a->ingest;
+    s->policy = *policy;
+    so->ctx = s;
+    s->srv = http_server_new(a->base, so, err, errlen);
+    return s->srv ? s : NULL;
+}
+
+int http_src_start(struct adapter *a, char *err, size_t errlen)
+{
+    return http_server_start(src_of(a)->srv, err, errlen);
+}
+
+void http_src_drain(struct adapter *a)
+{
+    struct http_src *s = src_of(a);
+    if (s)
+        http_server_drain(s->srv);
+}
+
+bool http_src_busy(const struct adapter *a)
+{
+    const struct http_src *s = src_of(a);
+    return s && http_server_busy(s->srv);
+}
+
+void http_src_stop(struct adapter *a)
+{
+    struct http_src *s = src_of(a);
+    if (!s)
+        return;
+    http_server_free(s->srv);
+    free(s->name);
+    free(s);
+    *(struct http_src **)a->state = NULL;
+}
+
+void http_src_stats(const struct adapter *a, struct adapter_stats *out)
+{
+    const struct http_src *s = src_of(a);
+    memset(out, 0, sizeof *out);
+    if (s)
+        http_server_stats(s->srv, out);
+}

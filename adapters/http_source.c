@@ -38,38 +38,16 @@
 #define COMPONENT     "http"
 #define ACK_TYPE      "application/hl7-v2+er7"
 
-struct http_source {
-    struct ingest         *ingest;
-    char                  *name;
-    struct ingest_policy   policy;
-    struct http_server    *srv;
-};
-
-static struct http_source *SRC(const struct adapter *a)
-{
-    return *(struct http_source **)a->state;
-}
-
 static void on_request(void *ctx, struct http_server *srv, struct http_srv_conn *c,
                        struct evhttp_request *req);
 
 int http_src_configure(struct adapter *a, char *err, size_t errlen)
 {
-    struct http_source *s = calloc(1, sizeof *s);
     const struct http_source_opts *o = a->src->opts;
-
-    if (!s) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    *(struct http_source **)a->state = s;
-    s->ingest = a->ingest;
-    s->policy.max_message_bytes = (size_t)o->max_message_bytes;
-    s->policy.check_nhs_number = a->src->check_nhs_number;
-    if (!(s->name = strdup(a->name))) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
+    const struct ingest_policy policy = {
+        .max_message_bytes = (size_t)o->max_message_bytes,
+        .check_nhs_number = a->src->check_nhs_number,
+    };
     struct http_server_opts so = {
         .component = COMPONENT,
         .name = a->name,
@@ -83,40 +61,24 @@ int http_src_configure(struct adapter *a, char *err, size_t errlen)
         .tls = o->tls,
         .tls_session_id = "hl7broker-http",
         .handle = on_request,
-        .ctx = s,
     };
-    s->srv = http_server_new(a->base, &so, err, errlen);
-    return s->srv ? 0 : -1;
+    return http_src_new(a, &policy, &so, err, errlen) ? 0 : -1;
 }
 
-/* Is the media type (before any ';') one of HL7 v2 ER7's? */
-static bool hl7_content_type(const char *ct)
-{
-    static const char *const ok[] = { "application/hl7-v2+er7", "x-application/hl7-v2+er7",
-                                       "text/plain", NULL };
-    if (!ct)
-        return false;
-    while (*ct == ' ' || *ct == '\t')
-        ct++;
-    size_t n = strcspn(ct, ";");
-    while (n && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
-        n--;
-    for (size_t i = 0; ok[i]; i++)
-        if (strlen(ok[i]) == n && strncasecmp(ct, ok[i], n) == 0)
-            return true;
-    return false;
-}
+/* HL7 v2 ER7's media types. */
+static const char *const hl7_types[] = { "application/hl7-v2+er7", "x-application/hl7-v2+er7",
+                                         "text/plain", NULL };
 
 static void on_reply(void *ctx, const struct ingest_reply *r);
 
 static void on_request(void *ctx, struct http_server *srv, struct http_srv_conn *c,
                        struct evhttp_request *req)
 {
-    struct http_source *s = ctx;
+    struct http_src *s = ctx;
     struct adapter_stats *st = http_server_counters(srv);
 
     const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
-    if (!hl7_content_type(ct)) {
+    if (!http_media_type_in(ct, hl7_types)) {
         http_server_reply_text(srv, c, req, 415, "Unsupported Media Type", false,
                                "unsupported media type: send the message as Content-Type "
                                "application/hl7-v2+er7 (x-application/hl7-v2+er7 and "
@@ -166,43 +128,4 @@ static void on_reply(void *ctx, const struct ingest_reply *r)
     bool failed = r->outcome == INGEST_FAILED;
     http_server_reply(srv, c, req, failed ? 503 : 200, failed ? "Service Unavailable" : "OK",
                       ACK_TYPE, r->ack, r->ack_len);
-}
-
-/* ----------------------------------------------------------- the role */
-
-int http_src_start(struct adapter *a, char *err, size_t errlen)
-{
-    return http_server_start(SRC(a)->srv, err, errlen);
-}
-
-void http_src_drain(struct adapter *a)
-{
-    struct http_source *s = SRC(a);
-    if (s)
-        http_server_drain(s->srv);
-}
-
-bool http_src_busy(const struct adapter *a)
-{
-    const struct http_source *s = SRC(a);
-    return s && http_server_busy(s->srv);
-}
-
-void http_src_stop(struct adapter *a)
-{
-    struct http_source *s = SRC(a);
-    if (!s)
-        return;
-    http_server_free(s->srv);
-    free(s->name);
-    free(s);
-    *(struct http_source **)a->state = NULL;
-}
-
-void http_src_stats(const struct adapter *a, struct adapter_stats *out)
-{
-    const struct http_source *s = SRC(a);
-    memset(out, 0, sizeof *out);
-    if (s)
-        http_server_stats(s->srv, out);
 }

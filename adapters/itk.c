@@ -4,6 +4,7 @@
  */
 #include <stddef.h>
 
+#include "http.h"
 #include "itk_adapter.h"
 
 #include "adapter.h"
@@ -20,7 +21,7 @@ static int role_configure(struct adapter *a, char *err, size_t errlen)
 
 static int role_start(struct adapter *a, char *err, size_t errlen)
 {
-    return is_src(a) ? itk_src_start(a, err, errlen) : itk_dst_start(a, err, errlen);
+    return is_src(a) ? http_src_start(a, err, errlen) : itk_dst_start(a, err, errlen);
 }
 
 static int role_send(struct adapter *a, const struct delivery *d)
@@ -31,20 +32,20 @@ static int role_send(struct adapter *a, const struct delivery *d)
 static void role_drain(struct adapter *a)
 {
     if (is_src(a))
-        itk_src_drain(a);
+        http_src_drain(a);
     else
         itk_dst_drain(a);
 }
 
 static bool role_busy(const struct adapter *a)
 {
-    return is_src(a) ? itk_src_busy(a) : itk_dst_busy(a);
+    return is_src(a) ? http_src_busy(a) : itk_dst_busy(a);
 }
 
 static void role_stop(struct adapter *a)
 {
     if (is_src(a))
-        itk_src_stop(a);
+        http_src_stop(a);
     else
         itk_dst_stop(a);
 }
@@ -52,7 +53,7 @@ static void role_stop(struct adapter *a)
 static void role_stats(const struct adapter *a, struct adapter_stats *out)
 {
     if (is_src(a))
-        itk_src_stats(a, out);
+        http_src_stats(a, out);
     else
         itk_dst_stats(a, out);
 }

@@ -14,12 +14,8 @@ struct adapter;
 struct adapter_stats;
 struct delivery;
 
+/* The source role's lifecycle after configure is http_src_* (http.h). */
 int  itk_src_configure(struct adapter *a, char *err, size_t errlen);
-int  itk_src_start(struct adapter *a, char *err, size_t errlen);
-void itk_src_drain(struct adapter *a);
-bool itk_src_busy(const struct adapter *a);
-void itk_src_stop(struct adapter *a);
-void itk_src_stats(const struct adapter *a, struct adapter_stats *out);
 
 int  itk_dst_configure(struct adapter *a, char *err, size_t errlen);
 int  itk_dst_start(struct adapter *a, char *err, size_t errlen);

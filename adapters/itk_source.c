@@ -50,39 +50,17 @@
 #define OVERSIZE_SLACK  ((size_t)64 << 20)   /* read past the limit to answer with a fault */
 #define HEAD_KEPT       4096                  /* of an oversize body, for the error store */
 
-struct itk_source {
-    struct ingest         *ingest;
-    char                  *name;
-    struct ingest_policy   policy;
-    struct http_server    *srv;
-};
-
-static struct itk_source *SRC(const struct adapter *a)
-{
-    return *(struct itk_source **)a->state;
-}
-
 static void on_request(void *ctx, struct http_server *srv, struct http_srv_conn *c,
                        struct evhttp_request *req);
 
 int itk_src_configure(struct adapter *a, char *err, size_t errlen)
 {
-    struct itk_source *s = calloc(1, sizeof *s);
     const struct itk_source_opts *o = a->src->opts;
-
-    if (!s) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    *(struct itk_source **)a->state = s;
-    s->ingest = a->ingest;
-    s->policy.max_message_bytes = (size_t)o->max_message_bytes;
-    s->policy.max_depth = (unsigned)o->max_depth;
-    s->policy.check_nhs_number = a->src->check_nhs_number;
-    if (!(s->name = strdup(a->name))) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
+    const struct ingest_policy policy = {
+        .max_message_bytes = (size_t)o->max_message_bytes,
+        .max_depth = (unsigned)o->max_depth,
+        .check_nhs_number = a->src->check_nhs_number,
+    };
     struct http_server_opts so = {
         .component = COMPONENT,
         .name = a->name,
@@ -96,30 +74,14 @@ int itk_src_configure(struct adapter *a, char *err, size_t errlen)
         .tls = o->tls,
         .tls_session_id = "hl7broker-itk",
         .handle = on_request,
-        .ctx = s,
     };
-    s->srv = http_server_new(a->base, &so, err, errlen);
-    return s->srv ? 0 : -1;
+    return http_src_new(a, &policy, &so, err, errlen) ? 0 : -1;
 }
 
-/* Is the media type (before any ';') SOAP 1.1's text/xml, or SOAP 1.2's
- * application/soap+xml? Parameters (a charset, or none) are not looked
- * at: the XML declaration says the encoding. */
-static bool soap_content_type(const char *ct)
-{
-    static const char *const ok[] = { "text/xml", "application/soap+xml", NULL };
-    if (!ct)
-        return false;
-    while (*ct == ' ' || *ct == '\t')
-        ct++;
-    size_t n = strcspn(ct, ";");
-    while (n && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
-        n--;
-    for (size_t i = 0; ok[i]; i++)
-        if (strlen(ok[i]) == n && strncasecmp(ct, ok[i], n) == 0)
-            return true;
-    return false;
-}
+/* SOAP 1.1's text/xml or SOAP 1.2's application/soap+xml; parameters (a
+ * charset, or none) are not looked at: the XML declaration says the
+ * encoding. */
+static const char *const soap_types[] = { "text/xml", "application/soap+xml", NULL };
 
 /* Answer now with a SOAP fault (nothing was submitted). */
 static void reply_fault(struct http_server *srv, struct http_srv_conn *c,
@@ -144,11 +106,11 @@ static void on_reply(void *ctx, const struct ingest_reply *r);
 static void on_request(void *ctx, struct http_server *srv, struct http_srv_conn *c,
                        struct evhttp_request *req)
 {
-    struct itk_source *s = ctx;
+    struct http_src *s = ctx;
     struct adapter_stats *st = http_server_counters(srv);
     const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
 
-    if (!soap_content_type(ct)) {
+    if (!http_media_type_in(ct, soap_types)) {
         reply_fault(srv, c, req, 415, "Unsupported Media Type", "1000",
                     "unsupported media type: POST the SOAP request as Content-Type text/xml "
                     "(application/soap+xml is taken too)");
@@ -206,43 +168,4 @@ static void on_reply(void *ctx, const struct ingest_reply *r)
                           r->ack_len);
     else
         http_server_reply(srv, c, req, 200, "OK", SOAP_TYPE, r->ack, r->ack_len);
-}
-
-/* ----------------------------------------------------------- the role */
-
-int itk_src_start(struct adapter *a, char *err, size_t errlen)
-{
-    return http_server_start(SRC(a)->srv, err, errlen);
-}
-
-void itk_src_drain(struct adapter *a)
-{
-    struct itk_source *s = SRC(a);
-    if (s)
-        http_server_drain(s->srv);
-}
-
-bool itk_src_busy(const struct adapter *a)
-{
-    const struct itk_source *s = SRC(a);
-    return s && http_server_busy(s->srv);
-}
-
-void itk_src_stop(struct adapter *a)
-{
-    struct itk_source *s = SRC(a);
-    if (!s)
-        return;
-    http_server_free(s->srv);
-    free(s->name);
-    free(s);
-    *(struct itk_source **)a->state = NULL;
-}
-
-void itk_src_stats(const struct adapter *a, struct adapter_stats *out)
-{
-    const struct itk_source *s = SRC(a);
-    memset(out, 0, sizeof *out);
-    if (s)
-        http_server_stats(s->srv, out);
 }

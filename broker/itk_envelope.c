@@ -584,33 +584,48 @@ static int read_header(struct itk_envelope *e, const xmlNode *hdr,
     return ITK_OK;
 }
 
-static int read_manifest(struct itk_envelope *e, const xmlNode *hdr,
-                         struct itk_error *err)
+/* The element name under parent (in the envelope, or its header when
+ * where is " header"), whose count attribute must be the number of its
+ * item children: *out is it, *n that number. Returns ITK_OK, or code
+ * (ITK_E_NOMEM) with err saying what is wrong. */
+static int counted(const xmlNode *parent, const char *where, const char *name,
+                   const char *item, int code, xmlNode **out, size_t *n,
+                   struct itk_error *err)
 {
     bool nomem = false;
-    xmlNode *m = child(hdr, ITK_NS, "manifest");
-    if (!m)
-        return fail(err, ITK_E_MANIFEST, "the envelope header has no manifest");
-    char *cs = attr(m, "count", &nomem);
+    xmlNode *el = child(parent, ITK_NS, name);
+    if (!el)
+        return fail(err, code, "the envelope%s has no %s", where, name);
+    char *cs = attr(el, "count", &nomem);
     size_t count = 0;
     bool ok = parse_count(cs, &count);
     if (nomem)
         return fail(err, ITK_E_NOMEM, "out of memory");
     if (!ok) {
-        int rc = fail(err, ITK_E_MANIFEST,
-                      cs ? "manifest count '%.40s' is not a number"
-                         : "manifest has no count%.0s", cs ? cs : "");
+        int rc = cs ? fail(err, code, "%s count '%.40s' is not a number", name, cs)
+                    : fail(err, code, "%s has no count", name);
         free(cs);
         return rc;
     }
     free(cs);
-    size_t n = 0;
-    for (xmlNode *it = child(m, ITK_NS, "manifestitem"); it;
-         it = next_el(it, ITK_NS, "manifestitem"))
-        n++;
-    if (n != count)
-        return fail(err, ITK_E_MANIFEST, "manifest count %zu but %zu manifestitem",
-                    count, n);
+    *n = 0;
+    for (xmlNode *it = child(el, ITK_NS, item); it; it = next_el(it, ITK_NS, item))
+        ++*n;
+    if (*n != count)
+        return fail(err, code, "%s count %zu but %zu %s", name, count, *n, item);
+    *out = el;
+    return ITK_OK;
+}
+
+static int read_manifest(struct itk_envelope *e, const xmlNode *hdr,
+                         struct itk_error *err)
+{
+    bool nomem = false;
+    xmlNode *m;
+    size_t n;
+    int rc = counted(hdr, " header", "manifest", "manifestitem", ITK_E_MANIFEST, &m, &n, err);
+    if (rc)
+        return rc;
     if (n == 0)
         return fail(err, ITK_E_MANIFEST, "the manifest lists no items");
     e->payloads = calloc(n, sizeof *e->payloads);
@@ -662,32 +677,11 @@ static struct id_ref *find_ref(struct id_ref *refs, size_t n, const char *id)
 static int read_payloads(struct itk_envelope *e, const xmlNode *de,
                          struct itk_error *err)
 {
-    bool nomem = false;
-    xmlNode *ps = child(de, ITK_NS, "payloads");
-    if (!ps)
-        return fail(err, ITK_E_PAYLOAD, "the envelope has no payloads");
-    char *cs = attr(ps, "count", &nomem);
-    size_t count = 0;
-    bool ok = parse_count(cs, &count);
-    if (nomem)
-        return fail(err, ITK_E_NOMEM, "out of memory");
-    if (!ok) {
-        int rc = fail(err, ITK_E_PAYLOAD,
-                      cs ? "payloads count '%.40s' is not a number"
-                         : "payloads has no count%.0s", cs ? cs : "");
-        free(cs);
+    xmlNode *ps;
+    size_t n;
+    int rc = counted(de, "", "payloads", "payload", ITK_E_PAYLOAD, &ps, &n, err);
+    if (rc)
         return rc;
-    }
-    free(cs);
-    size_t n = 0;
-    for (xmlNode *p = child(ps, ITK_NS, "payload"); p;
-         p = next_el(p, ITK_NS, "payload"))
-        n++;
-    if (n != count)
-        return fail(err, ITK_E_PAYLOAD, "payloads count %zu but %zu payload",
-                    count, n);
-
-    int rc = ITK_OK;
     size_t nm = e->n_payloads, np = 0;
     struct id_ref *man = calloc(nm ? nm : 1, sizeof *man);
     struct id_ref *pay = calloc(n ? n : 1, sizeof *pay);
